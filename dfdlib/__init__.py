@@ -1,0 +1,54 @@
+"""dfdlib: retrain and use a ResNeXt50-LSTM video deepfake detector on your own videos.
+
+Pipeline: videos → faces (`preprocess_dataset`) → labels CSV (`from_folders`, `split_labels`)
+→ model (`train`) → verdict (`predict_video`, `evaluate_model`).
+
+The public API is flat; names are imported lazily so `import dfdlib` stays fast and does not start
+TensorFlow (MTCNN) or torch until they are needed.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_API = {
+    # stage 0: sample data
+    "SampleConfig": "sample", "make_sample_dataset": "sample",
+    # stage 1: videos → faces
+    "VideoInfo": "video", "VideoError": "video", "probe_video": "video", "read_frames": "video",
+    "sample_indices": "video",
+    "PreprocessConfig": "faces", "FaceDetector": "faces", "extract_faces": "faces", "crop_face": "faces",
+    "preprocess_dataset": "preprocess",
+    # stage 2: labels
+    "LabelsError": "labels", "from_folders": "labels", "from_dfdc_metadata": "labels",
+    "from_gobal_metadata": "labels", "validate_labels": "labels", "split_labels": "labels",
+    "read_labels": "labels", "write_labels": "labels",
+    # stage 3: model and training
+    "FaceSequenceDataset": "data", "build_transforms": "data", "frames_to_clip": "data",
+    "create_backbone": "model", "ResNeXtLSTM": "model", "LegacyResNeXtLSTM": "model",
+    "save_model": "model", "load_model": "model",
+    "compute_metrics": "metrics", "plot_history": "metrics", "plot_confusion": "metrics", "plot_roc": "metrics",
+    "TrainConfig": "trainer", "TrainResult": "trainer", "train": "trainer",
+    # stage 4: predict / evaluate
+    "Prediction": "predict", "predict_video": "predict", "predict_folder": "predict",
+    "evaluate_model": "predict", "Ensemble": "predict",
+    "list_models": "registry", "best_model": "registry",
+    "grad_cam": "explain", "save_cam_overlays": "explain",
+    "run_demo": "demo",
+    "env_report": "utils", "resolve_device": "utils", "seed_everything": "utils",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dfdlib' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

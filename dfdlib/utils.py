@@ -1,0 +1,134 @@
+"""Small shared helpers: atomic file/folder writes, device choice, seeding, environment report."""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
+    """Open a temp file beside `path`; on success fsync and rename it over `path`.
+
+    A crash mid-write leaves the previous file (if any) intact and no partial file at `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
+    """Yield a temp folder beside `path`; on success rename it to `path`.
+
+    Temp folders are named `.<name>.tmp-<pid>` so an interrupted run leaves nothing that looks done.
+    With `overwrite`, an existing `path` is replaced only after the new one is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"{path} already exists (use overwrite=True to replace it)")
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def clean_stale_temps(folder: str | os.PathLike) -> int:
+    """Remove `.*.tmp-*` / `.*.old-*` leftovers of interrupted runs below `folder` (one level deep)."""
+    folder = Path(folder)
+    n = 0
+    if not folder.exists():
+        return 0
+    for p in list(folder.glob(".*.tmp-*")) + list(folder.glob("*/.*.tmp-*")) + list(folder.glob("*/.*.old-*")):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def resolve_device(device: str = "auto"):
+    """'auto' → cuda if available, else mps, else cpu. An explicit 'cuda' without CUDA raises a clear error."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={device!r} was requested but this PyTorch build sees no CUDA GPU "
+            f"(torch {torch.__version__}, cuda build: {torch.version.cuda}). Use device='auto' to fall back "
+            "to the CPU, or install a CUDA build of torch (see README, 'GPU not used')."
+        )
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def env_report() -> dict:
+    """What `dfd env` prints: python, torch/CUDA/GPU memory, TF and mtcnn versions, OpenCV."""
+    from importlib import metadata
+
+    def version(pkg: str) -> str:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    rep: dict = {"python": platform.python_version(), "platform": platform.platform()}
+    try:
+        import torch
+
+        rep["torch"] = torch.__version__
+        rep["cuda_available"] = torch.cuda.is_available()
+        rep["cuda_version"] = torch.version.cuda
+        if torch.cuda.is_available():
+            gpus = []
+            for i in range(torch.cuda.device_count()):
+                p = torch.cuda.get_device_properties(i)
+                gpus.append(f"{p.name} ({p.total_memory / 1e9:.1f} GB)")
+            rep["gpus"] = gpus
+    except ImportError:
+        rep["torch"] = "not installed"
+    for pkg in ("torchvision", "tensorflow-cpu", "tensorflow", "mtcnn", "opencv-python", "opencv-python-headless"):
+        rep[pkg] = version(pkg)
+    rep["cpu_count"] = os.cpu_count()
+    return rep
