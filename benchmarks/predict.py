@@ -1,0 +1,180 @@
+"""End-to-end prediction time for one 10 s video (20-frame model): dfdlib vs the original app's approach.
+
+The original Django app, per request: built the model and loaded its weights, decoded the whole video
+into a list of frames, ran face detection on full-resolution frames, then predicted. Its detector was
+face_recognition (dlib), which is not installed here; the baseline uses MTCNN on every full-resolution
+frame instead (the guide's preprocessing recipe), keeping the first `sequence_length` faces as the app did.
+Ours: the model and detector are loaded once, only the sampled frames are decoded (streamed) and
+detection runs on a downscaled copy, exactly as `dfd predict` / `predict_video` do.
+
+Both sides run the same ResNeXt50-LSTM architecture (random weights: timing does not depend on them)
+on the same video, side by side in one process. Not a test: prints a table and writes it to
+benchmarks/results/predict.md.
+
+    python benchmarks/predict.py [--seconds 10] [--repeats 3] [--image-size 112 224]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent
+WORK = ROOT / "_work" / "predict"
+
+
+def make_video(seconds: float) -> Path:
+    """One real-face 640x480 video from the embedded sample generator (cached in benchmarks/_work)."""
+    from dfdlib import SampleConfig, make_sample_dataset
+
+    out = make_sample_dataset(WORK / f"video_{seconds:g}s", SampleConfig(n_real=1, n_fake=0, seconds=seconds,
+                                                                          width=640, height=480, seed=3),
+                              progress=False)
+    return next((out / "real").glob("*.mp4"))
+
+
+def make_models(seq: int, image_size: int) -> tuple[Path, Path]:
+    """Our model file (format + metadata) and an original-style bare state_dict, same architecture size."""
+    import torch
+
+    from dfdlib.faces import PreprocessConfig
+    from dfdlib.model import LegacyResNeXtLSTM, ResNeXtLSTM, save_model
+
+    ours = WORK / f"model_{seq}_acc_0.0_bench_{image_size}.pt"
+    if not ours.is_file():
+        meta = {"sequence_length": seq, "image_size": image_size, "sampling": "even", "threshold": 0.5,
+                "preprocess": asdict(PreprocessConfig(frames=seq, size=image_size)),
+                "class_names": ["REAL", "FAKE"]}
+        save_model(ours, ResNeXtLSTM(backbone="resnext50_32x4d", weights=None).eval(), meta)
+    legacy = WORK / f"model_0_acc_{seq}_frames_original.pt"
+    if not legacy.is_file():
+        torch.save(LegacyResNeXtLSTM().state_dict(), legacy)
+    return ours, legacy
+
+
+def original_predict(video: Path, legacy_file: Path, seq: int, detector, image_size: int = 112) -> str:
+    """The original app's request: build model, decode all, detect on every full-res frame, predict."""
+    import cv2
+    import torch
+    from torchvision.transforms import v2
+
+    from dfdlib.model import LegacyResNeXtLSTM
+
+    model = LegacyResNeXtLSTM()  # built per request, as views.py did
+    model.load_state_dict(torch.load(legacy_file, map_location="cpu", weights_only=True))
+    model.eval()
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:  # the whole video into a list
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
+    dets = detector.detect(rgb, max_side=0)  # every frame at full resolution
+    crops = []
+    for f, d in zip(rgb, dets, strict=True):
+        if len(d) and len(crops) < seq:
+            x1, y1, x2, y2 = (max(0, int(v)) for v in d[0, :4])
+            crops.append(f[y1:y2, x1:x2])
+    tf = v2.Compose([v2.ToImage(), v2.Resize((image_size, image_size), antialias=True),
+                     v2.ToDtype(torch.float32, scale=True),
+                     v2.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    clip = torch.stack([tf(c) for c in crops])[None]
+    with torch.inference_mode():
+        logits = model(clip)
+    return "REAL" if int(logits.argmax(1)) == 1 else "FAKE"
+
+
+def decode_only(video: Path) -> float:
+    import cv2
+
+    t0 = time.perf_counter()
+    cap = cv2.VideoCapture(str(video))
+    while cap.grab():
+        pass
+    cap.release()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0, help="video length")
+    ap.add_argument("--sequence-length", type=int, default=20)
+    ap.add_argument("--image-size", type=int, nargs="+", default=[112, 224], help="our model's input size(s)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of our warm pipeline (median)")
+    ap.add_argument("--baseline-repeats", type=int, default=1, help="timed runs of the original approach")
+    ap.add_argument("--out", default=str(ROOT / "results" / "predict.md"))
+    args = ap.parse_args()
+
+    import torch
+
+    from dfdlib.faces import default_detector
+    from dfdlib.model import load_model
+    from dfdlib.predict import predict_video
+    from dfdlib.utils import atomic_write
+    from dfdlib.video import probe_video
+
+    seq = args.sequence_length
+    video = make_video(args.seconds)
+    info = probe_video(video)
+    detector = default_detector()
+    detector.detect([torch.zeros(64, 64, 3, dtype=torch.uint8).numpy()])  # build TF graphs outside timing
+    t_decode = decode_only(video)
+    rows = []
+    for size in args.image_size:
+        ours_file, legacy_file = make_models(seq, size)
+        t0 = time.perf_counter()
+        model = load_model(ours_file)
+        t_load = time.perf_counter() - t0
+        first = predict_video(model, video, detector=detector)
+        warm = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            pred = predict_video(model, video, detector=detector)
+            warm.append(time.perf_counter() - t0)
+        assert pred.status == "ok", pred
+        rows.append((f"dfdlib predict_video, {size} px, model loaded once (median of {args.repeats})",
+                     statistics.median(warm)))
+        rows.append((f"dfdlib first request incl. load_model ({size} px)", t_load + first.seconds))
+    base = []
+    for _ in range(args.baseline_repeats):
+        t0 = time.perf_counter()
+        original_predict(video, legacy_file, seq, detector)
+        base.append(time.perf_counter() - t0)
+    t_base = statistics.median(base)
+    rows.append(("original approach (112 px): build model + decode all + MTCNN on every full-res frame",
+                 t_base))
+    rows.append(("decode only (every frame, no detection, no model)", t_decode))
+
+    lines = [
+        "# Prediction benchmark (benchmarks/predict.py)",
+        "",
+        f"One {args.seconds:g} s video, {info.width}x{info.height}, {info.frame_count} frames; "
+        f"{seq}-frame ResNeXt50-LSTM (hidden 2048), CPU only.",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__} ({torch.get_num_threads()} threads), load average at start "
+        f"{os.getloadavg()[0]:.1f} (shared with other jobs: numbers are indicative).",
+        "",
+        "| pipeline | seconds per video | vs original |",
+        "|---|---:|---:|",
+    ]
+    for name, t in rows:
+        lines.append(f"| {name} | {t:.2f} | {t_base / t:.1f}x faster |" if t < t_base
+                     else f"| {name} | {t:.2f} | 1.0x |")
+    lines += ["", "Target: <= 3 s per video for the warm dfdlib pipeline on this 2-core CPU.", ""]
+    text = "\n".join(lines)
+    print(text)
+    with atomic_write(args.out) as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

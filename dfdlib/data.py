@@ -1,0 +1,259 @@
+"""Clips of face crops → normalised tensors for the model, and the train/eval transforms.
+
+A clip is `sequence_length` frames of one processed video folder (`frame_<i>.jpg`), chosen evenly over
+what is there (or the first N) and padded by repeating the last frame when the folder is short. Frames
+are decoded as RGB and normalised with ImageNet statistics (the original project fed BGR frames through
+RGB statistics; we do not). Augmentations come from torchvision.transforms.v2 and are applied to the
+whole clip at once, so every frame of a clip gets the same crop/flip/colour change.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SAMPLING = ("even", "first")
+_FRAME_RE = re.compile(r"frame_(\d+)\.jpg")
+
+
+def build_transforms(train: bool, image_size: int):
+    """Takes train (augment or not) and the output size; returns a callable mapping a uint8 clip
+    (T, 3, H, W) to float32 (T, 3, image_size, image_size) normalised with ImageNet mean/std.
+
+    v2 treats the (T, 3, H, W) tensor as one batch, so random parameters are drawn once per clip.
+    Augmentations are mild on purpose: deepfake cues are subtle pixel-level traces.
+    """
+    from torchvision.transforms import v2
+
+    size = int(image_size)
+    finish = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if not train:
+        return v2.Compose([v2.Resize((size, size), antialias=True), *finish])
+    return v2.Compose([
+        v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
+        v2.RandomHorizontalFlip(0.5),
+        v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)], p=0.5),
+        v2.RandomApply([v2.RandomRotation(5)], p=0.3),
+        # re-compression or blur, as videos met in the wild have (uint8 only, so before ToDtype)
+        v2.RandomApply([v2.RandomChoice([v2.JPEG((60, 100)), v2.GaussianBlur(3, sigma=(0.1, 1.0))])], p=0.3),
+        *finish,
+    ])
+
+
+def _normalise_only():
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def select_indices(n_available: int, sequence_length: int, sampling: str = "even") -> tuple[list[int], bool]:
+    """Positions (into the sorted frames) for a clip, and whether it had to be padded.
+
+    "even" spreads `sequence_length` positions over all available frames, "first" takes the first ones;
+    a short folder gives all its frames followed by the last one repeated.
+    """
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    if int(sequence_length) < 1:
+        raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
+    n, t = int(n_available), int(sequence_length)
+    if n < t:
+        return list(range(n)) + [n - 1] * (t - n), True
+    if sampling == "first":
+        return list(range(t)), False
+    return [int(i) for i in np.linspace(0, n - 1, t).round()], False
+
+
+def _frame_numbers(folder: Path) -> list[int]:
+    """Sorted integer i of the `frame_<i>.jpg` files (frame_10 after frame_9)."""
+    with os.scandir(folder) as it:
+        return sorted(int(m.group(1)) for e in it if (m := _FRAME_RE.fullmatch(e.name)))
+
+
+def _decode_frames(paths: list[Path]) -> list[torch.Tensor]:
+    """Decode JPEG files to RGB uint8 (3, H, W) tensors; ValueError naming a corrupt file."""
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 deprecates its codecs (still fine)
+        for p in paths:
+            try:
+                out.append(decode_jpeg(read_file(str(p)), mode=ImageReadMode.RGB))
+            except RuntimeError as e:
+                raise ValueError(f"cannot decode frame {p} ({e}); re-run preprocess for this video "
+                                 "(overwrite=True) or remove it from the labels CSV") from e
+    return out
+
+
+def _load_clip(folder: Path, numbers: list[int], sequence_length: int, sampling: str):
+    if not numbers:
+        raise ValueError(f"{folder} has no frame_<i>.jpg files; re-run preprocess or remove it from the labels CSV")
+    idx, padded = select_indices(len(numbers), sequence_length, sampling)
+    unique = sorted(set(idx))
+    decoded = dict(zip(unique, _decode_frames([folder / f"frame_{numbers[i]}.jpg" for i in unique]), strict=True))
+    sizes = {tuple(f.shape) for f in decoded.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"frames in {folder} have different sizes {sorted(sizes)}; re-run preprocess for it")
+    return torch.stack([decoded[i] for i in idx]), len(numbers), padded
+
+
+def read_clip(folder: str | Path, sequence_length: int, sampling: str = "even") -> tuple[torch.Tensor, int, bool]:
+    """Takes a processed video folder; returns (uint8 RGB clip (T, 3, H, W), frames available, padded).
+
+    Raises FileNotFoundError for a missing folder, ValueError for an empty folder or a corrupt frame.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"frame folder {folder} does not exist")
+    return _load_clip(folder, _frame_numbers(folder), sequence_length, sampling)
+
+
+def frames_to_clip(frames_rgb: list[np.ndarray], sequence_length: int, image_size: int,
+                   sampling: str = "even") -> torch.Tensor:
+    """Fresh face crops → model input, with the same selection, padding and eval transform as training.
+
+    Takes RGB uint8 arrays (H, W, 3) (sizes may differ); returns float32 (T, 3, image_size, image_size).
+    Raises ValueError for no frames or a frame that is not RGB uint8.
+    """
+    from torchvision.transforms.v2 import functional as F
+
+    if len(frames_rgb) == 0:
+        raise ValueError("no face frames to make a clip from (was a face found in the video?)")
+    idx, _ = select_indices(len(frames_rgb), sequence_length, sampling)
+    chosen = {}
+    for i in sorted(set(idx)):
+        a = np.asarray(frames_rgb[i])
+        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+            raise ValueError(f"frame {i} is {a.dtype} {a.shape}; expected an RGB uint8 array (H, W, 3)")
+        chosen[i] = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
+    if len({tuple(t.shape) for t in chosen.values()}) > 1:  # resize one by one, as the batched Resize would
+        chosen = {i: F.resize(t, [image_size, image_size], antialias=True) for i, t in chosen.items()}
+    return build_transforms(False, image_size)(torch.stack([chosen[i] for i in idx]))
+
+
+def _safe_relative(name, row_desc: str) -> PurePosixPath:
+    s = "" if name is None or (isinstance(name, float) and np.isnan(name)) else str(name).strip()
+    s = s.replace("\\", "/")  # labels written on Windows
+    p = PurePosixPath(s)
+    if not s or p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", s):
+        raise ValueError(f"{row_desc}: filename {name!r} must be a folder path relative to the processed root "
+                         "(like 'real/video1'), without '..' or a leading '/'; fix the labels CSV")
+    return p
+
+
+class FaceSequenceDataset(Dataset):
+    """Labelled clips of face crops: `dataset[i] -> (float clip (T, 3, S, S), label int)` (0 real, 1 fake).
+
+    Takes a labels CSV path or DataFrame (filename,label[,split]) with filenames relative to
+    `processed_root`, the clip length, an optional split filter (str or list), a transform (default: eval
+    `build_transforms` when `image_size` is given, else normalisation only), the frame sampling, and
+    `cache=True` to keep each decoded uint8 clip in memory so later epochs skip JPEG decoding. The cache
+    lives in the process that reads: with DataLoader workers each worker fills its own copy (use
+    persistent_workers=True to keep it between epochs, and mind RAM: T*3*H*W bytes per clip).
+    Raises ValueError naming the row for unsafe paths, bad labels, and (unless `skip_bad`) missing or
+    empty folders; with skip_bad=True those rows are dropped, warned about and listed in `skipped`.
+    Clips padded by repeating their last frame are listed in `padded` and warned about once.
+    """
+
+    def __init__(self, labels_csv, processed_root, sequence_length: int, split=None, transform=None,
+                 sampling: str = "even", cache: bool = False, image_size: int | None = None,
+                 skip_bad: bool = False):
+        import pandas as pd
+
+        self.root = Path(processed_root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"processed root {self.root} does not exist; run preprocess first")
+        select_indices(1, sequence_length, sampling)  # validates both
+        self.sequence_length, self.sampling = int(sequence_length), sampling
+        if isinstance(labels_csv, pd.DataFrame):
+            df, source = labels_csv.reset_index(drop=True), "labels DataFrame"
+        else:
+            source = str(labels_csv)
+            try:
+                df = pd.read_csv(labels_csv, dtype={"filename": str})
+            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+                raise ValueError(f"cannot read labels CSV {source}: {e}") from e
+        missing_cols = {"filename", "label"} - set(df.columns)
+        if missing_cols:
+            raise ValueError(f"{source} lacks column(s) {sorted(missing_cols)}; expected filename,label[,split]")
+        if split is not None:
+            if "split" not in df.columns:
+                raise ValueError(f"split={split!r} was asked for but {source} has no 'split' column "
+                                 "(make one with dfdlib.split_labels)")
+            wanted = [split] if isinstance(split, str) else list(split)
+            found = sorted(df["split"].dropna().astype(str).unique())
+            df = df[df["split"].astype(str).isin(wanted)]
+            if df.empty:
+                raise ValueError(f"{source} has no rows with split in {wanted}; its splits are {found}")
+
+        self.filenames: list[str] = []
+        self._labels: list[int] = []
+        self._frames: list[list[int]] = []
+        self.skipped: list[tuple[str, str]] = []  # (filename, reason) of rows dropped with skip_bad
+        bad: list[str] = []
+        for pos, (name, label) in enumerate(zip(df["filename"], df["label"], strict=True)):
+            row = f"{source} row {pos + 1} ({name!r})"
+            rel = _safe_relative(name, row)
+            lab = pd.to_numeric(pd.Series([label]), errors="coerce").iloc[0]
+            if lab not in (0, 1):
+                raise ValueError(f"{row}: label {label!r} must be 0 (real) or 1 (fake)")
+            folder = self.root / rel
+            numbers = _frame_numbers(folder) if folder.is_dir() else None
+            if not numbers:
+                reason = "folder does not exist" if numbers is None else "folder has no frame_<i>.jpg files"
+                bad.append(f"{row}: {folder} {reason}")
+                self.skipped.append((str(rel), reason))
+                continue
+            self.filenames.append(str(rel))
+            self._labels.append(int(lab))
+            self._frames.append(numbers)
+        if bad and not skip_bad:
+            raise ValueError(f"{len(bad)} labelled video(s) have no frames under {self.root}: " + "; ".join(bad[:5])
+                             + ("; ..." if len(bad) > 5 else "") + ". Re-run preprocess, fix the CSV, or pass skip_bad=True")
+        if bad:
+            warnings.warn(f"skipped {len(bad)} labelled video(s) with no frames: " + "; ".join(bad[:5]), stacklevel=2)
+        if not self.filenames:
+            raise ValueError(f"{source} leaves no usable videos under {self.root}")
+
+        self.n_frames = [len(f) for f in self._frames]
+        self.padded = [f for f, n in zip(self.filenames, self.n_frames, strict=True) if n < self.sequence_length]
+        if self.padded:
+            examples = ", ".join(f"{f} ({n})" for f, n in zip(self.filenames, self.n_frames, strict=True)
+                                 if n < self.sequence_length)
+            warnings.warn(f"{len(self.padded)} of {len(self.filenames)} clips have fewer than {self.sequence_length} "
+                          f"frames and are padded by repeating their last frame: {examples[:300]}. Preprocess with "
+                          "more frames or use a shorter sequence_length.", stacklevel=2)
+        if transform is None:
+            transform = build_transforms(False, image_size) if image_size else _normalise_only()
+        self.transform = transform
+        self.cache = bool(cache)
+        self._cache: dict[int, torch.Tensor] = {}
+
+    @property
+    def labels(self) -> list[int]:
+        """Labels (0 real, 1 fake) in dataset order, for samplers and class weights."""
+        return list(self._labels)
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    def read_uint8(self, index: int) -> torch.Tensor:
+        """The selected, padded uint8 RGB clip (T, 3, H, W) before the transform (from the cache if on)."""
+        clip = self._cache.get(index)
+        if clip is None:
+            clip, _, _ = _load_clip(self.root / self.filenames[index], self._frames[index], self.sequence_length,
+                                    self.sampling)
+            if self.cache:
+                self._cache[index] = clip
+        return clip
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.read_uint8(index)), self._labels[index]

@@ -1,0 +1,326 @@
+"""Faces of one video: MTCNN detection on sampled frames, one main face tracked by IoU, square crops.
+
+MTCNN is Zhang et al., "Joint Face Detection and Alignment using Multitask Cascaded Convolutional
+Networks" (2016), from the `mtcnn` package (TensorFlow). Detection runs on a downscaled copy of each
+sampled frame (batched, one call per video chunk) and boxes are mapped back to full resolution, so a
+1080p video costs about as much as a 480p one. mtcnn 1.0.0 silently finds nothing when its
+min_face_size is above ~24 (its image pyramid shrinks below the 12 px PNet input), so we keep its
+default and drop small boxes ourselves.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .video import VideoError, VideoInfo, read_frames
+
+# Sampled full-resolution frames are held in memory until tracking has chosen the boxes; above this
+# many bytes per video (8K/huge videos, many frames) they are kept downscaled instead.
+FRAME_BUDGET_BYTES = 1 << 30
+STATUSES = ("ok", "no_face", "too_short", "unreadable")
+
+
+@dataclass
+class PreprocessConfig:
+    frames: int = 20              # frames sampled per video (10–100 typical); each ok video gives exactly this many crops
+    sampling: str = "even"        # "even": spread over the whole video; "first": the first N frames (original notebooks)
+    size: int = 224               # side in px of the saved square face crop (the original project used 112)
+    margin: float = 0.3           # context added on each side of the face box, as a fraction of its longer side
+    min_confidence: float = 0.9   # MTCNN detections below this confidence are ignored
+    min_face_size: int = 20       # smallest face kept (shorter box side, px at full resolution); filtered by us, see above
+    detect_max_side: int = 480    # detect on a copy whose longer side is at most this many px (0: full resolution)
+    jpeg_quality: int = 95        # JPEG quality (1–100) of the saved crops
+    min_detected: float = 0.5     # share of sampled frames that must show the main face, else the video is no_face
+    track_iou: float = 0.2        # IoU with the face's previous box for a detection to count as the same face
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> PreprocessConfig:
+        """Rebuild from `asdict(config)` (e.g. a model file's meta["preprocess"]); unknown keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+
+    def validate(self) -> PreprocessConfig:
+        """Raise ValueError naming the first bad field; returns self."""
+        checks = [
+            (self.frames >= 1, "frames must be >= 1"),
+            (self.sampling in ("even", "first"), f"sampling must be 'even' or 'first', not {self.sampling!r}"),
+            (self.size >= 8, "size must be >= 8 px"),
+            (0 <= self.margin <= 2, "margin must be between 0 and 2 (fraction of the face box per side)"),
+            (0 <= self.min_confidence <= 1, "min_confidence must be between 0 and 1"),
+            (self.min_face_size >= 0, "min_face_size must be >= 0"),
+            (self.detect_max_side == 0 or self.detect_max_side >= 48, "detect_max_side must be 0 or >= 48"),
+            (1 <= self.jpeg_quality <= 100, "jpeg_quality must be between 1 and 100"),
+            (0 <= self.min_detected <= 1, "min_detected must be between 0 and 1"),
+            (0 <= self.track_iou < 1, "track_iou must be in [0, 1)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"PreprocessConfig: {msg}")
+        return self
+
+
+@dataclass
+class FaceResult:
+    status: str                                        # "ok" | "no_face" | "too_short" | "unreadable"
+    reason: str = ""                                   # what went wrong and what to do (empty when ok)
+    crops: list = field(default_factory=list)          # RGB uint8 (size, size, 3) per sampled frame; empty unless ok
+    indices: list = field(default_factory=list)        # sampled frame indices
+    boxes: list = field(default_factory=list)          # main-face box [x1, y1, x2, y2] at full resolution per frame
+    confidences: list = field(default_factory=list)    # MTCNN confidence per frame (0.0 where filled)
+    filled: list = field(default_factory=list)         # True where no detection matched and the nearest box was used
+    info: VideoInfo | None = None                      # the video's properties (None if it could not be opened)
+    config: PreprocessConfig | None = None             # settings used
+    seconds: float = 0.0                               # wall time of extract_faces
+    source: str = ""                                   # the video path as given
+
+    def manifest(self) -> dict:
+        """The faces.json content: source, video properties, per-frame boxes/confidences/filled, settings."""
+        from importlib import metadata
+
+        from . import __version__
+
+        try:
+            mtcnn_version = metadata.version("mtcnn")
+        except metadata.PackageNotFoundError:
+            mtcnn_version = "unknown"
+        info = self.info
+        return {
+            "format": "dfdlib-faces/1",
+            "source": self.source,
+            "status": self.status,
+            "reason": self.reason,
+            "fps": info.fps if info else None,
+            "total_frames": info.frame_count if info else None,
+            "width": info.width if info else None,
+            "height": info.height if info else None,
+            "rotation": info.rotation if info else None,
+            "indices": [int(i) for i in self.indices],
+            "boxes": [[round(float(v), 1) for v in b] if b is not None else None for b in self.boxes],
+            "confidences": [round(float(c), 4) for c in self.confidences],
+            "filled": [bool(f) for f in self.filled],
+            "preprocess": asdict(self.config) if self.config else None,
+            "detector": {"name": "mtcnn", "version": mtcnn_version, "stages": "face_and_landmarks_detection"},
+            "dfdlib_version": __version__,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class FaceDetector:
+    """One MTCNN (TensorFlow) model, built once and reused for many frames and videos.
+
+    Takes the TensorFlow device ("CPU:0", "GPU:0"), frames per MTCNN call, and optionally a thread
+    count to pin TensorFlow to (only effective before TensorFlow has run anything in this process).
+    """
+
+    def __init__(self, device: str = "CPU:0", batch_size: int = 16, threads: int | None = None):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+        from mtcnn import MTCNN
+
+        if threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:  # TensorFlow already initialised in this process: keep its pools
+                pass
+        self.mtcnn = MTCNN(device=device)
+        self.batch_size = batch_size
+
+    def detect(self, frames_rgb: list[np.ndarray], max_side: int = 480) -> list[np.ndarray]:
+        """Detect faces in RGB frames, `batch_size` frames per MTCNN call.
+
+        Takes RGB uint8 frames and the longer side of the copy detection runs on (0: as given).
+        Returns per frame a float array (k, 5): x1, y1, x2, y2 in the given frame's pixels, confidence.
+        """
+        import cv2
+
+        small, scales = [], []
+        for f in frames_rgb:
+            h, w = f.shape[:2]
+            s = min(1.0, max_side / max(h, w)) if max_side else 1.0
+            if s < 1.0:
+                f = cv2.resize(f, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+            small.append(f.astype(np.float32))  # float32 halves mtcnn's float64 normalisation memory
+            scales.append((w / f.shape[1], h / f.shape[0]))
+        out: list[np.ndarray] = []
+        for start in range(0, len(small), self.batch_size):
+            chunk = small[start:start + self.batch_size]
+            # Only a Python list counts as a batch for mtcnn; a 4-D array would be read as one image.
+            rows = np.asarray(self.mtcnn.detect_faces(list(chunk), box_format="xyxy", output_type="numpy"))
+            for j in range(len(chunk)):
+                r = rows[rows[:, 0] == j] if rows.size else np.empty((0, 16))
+                sx, sy = scales[start + j]
+                out.append(np.column_stack([r[:, 1] * sx, r[:, 2] * sy, r[:, 3] * sx, r[:, 4] * sy, r[:, 5]])
+                           if len(r) else np.empty((0, 5)))
+        return out
+
+
+_DETECTOR: FaceDetector | None = None
+
+
+def default_detector() -> FaceDetector:
+    """The process-wide FaceDetector, created on first use (building MTCNN costs seconds)."""
+    global _DETECTOR
+    if _DETECTOR is None:
+        _DETECTOR = FaceDetector()
+    return _DETECTOR
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two xyxy boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def square_box(box_xyxy, margin: float) -> tuple[int, int, int, int]:
+    """The square crop region (xyxy, integer px, may extend past the frame) around a face box."""
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy[:4])
+    side = max(1.0, max(x2 - x1, y2 - y1) * (1 + 2 * margin))
+    left = round((x1 + x2) / 2 - side / 2)
+    top = round((y1 + y2) / 2 - side / 2)
+    s = max(1, round(side))
+    return left, top, left + s, top + s
+
+
+def crop_face(frame_rgb: np.ndarray, box_xyxy, margin: float = 0.3, size: int = 224) -> np.ndarray:
+    """Square crop around a face box, resized to size x size.
+
+    Takes an RGB frame, a box (x1, y1, x2, y2) in its pixels, the margin added on each side (fraction
+    of the box's longer side) and the output side. Parts outside the frame are black, so the face
+    stays centred and unstretched at the frame edge. Returns an RGB uint8 (size, size, 3) array.
+    """
+    import cv2
+
+    left, top, right, bottom = square_box(box_xyxy, margin)
+    h, w = frame_rgb.shape[:2]
+    s = right - left
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, w), min(bottom, h)
+    if x0 == left and y0 == top and x1 == right and y1 == bottom:
+        region = frame_rgb[y0:y1, x0:x1]
+    else:
+        region = np.zeros((s, s, 3), np.uint8)
+        if x1 > x0 and y1 > y0:
+            region[y0 - top:y1 - top, x0 - left:x1 - left] = frame_rgb[y0:y1, x0:x1]
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(region, (size, size), interpolation=interp))
+
+
+def track_main_face(detections: list[np.ndarray], iou_min: float = 0.2):
+    """Pick one person's face across frames.
+
+    Detections of consecutive frames are linked into tracks greedily by IoU with each track's latest
+    box; the main track is the one with the largest sum of confidence x box area (present in many
+    frames, large, confident). Takes per-frame (k, 5) arrays. Returns (boxes, confidences) per frame,
+    None/0.0 where the main face was not detected; ([None]*n, [0.0]*n) if nothing was detected.
+    """
+    tracks: list[dict] = []  # {"last": box, "frames": {t: (box, conf)}, "score": float}
+    for t, dets in enumerate(detections):
+        taken: set[int] = set()
+        for d in sorted(dets, key=lambda r: -r[4]):
+            best, best_iou = None, iou_min
+            for k, tr in enumerate(tracks):
+                v = iou(tr["last"], d)
+                if k not in taken and t not in tr["frames"] and v >= best_iou:
+                    best, best_iou = k, v
+            if best is None:
+                tracks.append({"last": d[:4], "frames": {}, "score": 0.0})
+                best = len(tracks) - 1
+            tr = tracks[best]
+            taken.add(best)
+            tr["last"] = d[:4]
+            tr["frames"][t] = (d[:4].tolist(), float(d[4]))
+            tr["score"] += float(d[4]) * (d[2] - d[0]) * (d[3] - d[1])
+    n = len(detections)
+    if not tracks:
+        return [None] * n, [0.0] * n
+    main = max(tracks, key=lambda tr: tr["score"])
+    boxes = [main["frames"][t][0] if t in main["frames"] else None for t in range(n)]
+    confs = [main["frames"][t][1] if t in main["frames"] else 0.0 for t in range(n)]
+    return boxes, confs
+
+
+def fill_missing(boxes: list) -> tuple[list, list[bool]]:
+    """Replace None boxes by the nearest detected one (the earlier on a tie); returns (boxes, filled)."""
+    known = [t for t, b in enumerate(boxes) if b is not None]
+    if not known:
+        raise ValueError("no detected box to fill from")
+    out, filled = [], []
+    for t, b in enumerate(boxes):
+        if b is None:
+            near = min(known, key=lambda k: (abs(k - t), k))
+            out.append(list(boxes[near]))
+        else:
+            out.append(list(b))
+        filled.append(b is None)
+    return out, filled
+
+
+def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None = None,
+                  detector: FaceDetector | None = None, threads: int | None = None) -> FaceResult:
+    """Sample frames of one video and crop one consistent face from each.
+
+    Takes a video path, a PreprocessConfig (default settings if None), a FaceDetector to reuse (the
+    process-wide one if None) and the decoder's thread count. Returns a FaceResult; a bad video
+    (unreadable, too short, no face) is reported in `status`/`reason`, never raised. Raises
+    ValueError only for an invalid config.
+    """
+    t0 = time.perf_counter()
+    cfg = (config or PreprocessConfig()).validate()
+    path = Path(video_path)
+    res = FaceResult(status="unreadable", config=cfg, source=str(video_path))
+
+    def done(status: str, reason: str = "") -> FaceResult:
+        res.status, res.reason, res.seconds = status, reason, time.perf_counter() - t0
+        if status != "ok":
+            res.crops = []
+        return res
+
+    max_pixels = max(1, FRAME_BUDGET_BYTES // (3 * cfg.frames))
+    try:
+        frames, res.indices, res.info = read_frames(path, cfg.frames, cfg.sampling, max_pixels=max_pixels,
+                                                    threads=threads)
+    except VideoError as e:
+        return done(e.kind, str(e))
+    except Exception as e:  # a decoder failure (or MemoryError) must not stop a batch
+        return done("unreadable", f"{path}: decoding failed ({type(e).__name__}: {e}); re-encode it or remove it")
+
+    info = res.info
+    kh, kw = frames[0].shape[:2]
+    fx, fy = info.width / kw, info.height / kh  # kept frame → full resolution (1.0 unless over budget)
+    try:
+        raw = (detector or default_detector()).detect(frames, cfg.detect_max_side)
+    except Exception as e:  # reported, not raised: one odd video must not stop a batch
+        return done("no_face", f"{path}: the face detector failed ({type(e).__name__}: {e})")
+    dets = []
+    for d in raw:
+        d = d * np.array([fx, fy, fx, fy, 1.0])
+        keep = (d[:, 4] >= cfg.min_confidence) & (np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
+                                                  >= cfg.min_face_size)
+        dets.append(d[keep])
+    boxes, confs = track_main_face(dets, cfg.track_iou)
+    found = sum(b is not None for b in boxes)
+    res.confidences = confs
+    hint = ("check that the video shows a face; for small or distant faces raise --detect-max-side "
+            "(or 0 for full resolution), for unusual faces lower --min-confidence")
+    if found == 0:
+        res.boxes, res.filled = [None] * len(boxes), [True] * len(boxes)
+        return done("no_face", f"{path}: no face (confidence >= {cfg.min_confidence}, size >= "
+                               f"{cfg.min_face_size} px) in any of the {cfg.frames} sampled frames; {hint}")
+    res.boxes, res.filled = fill_missing(boxes)
+    if found < math.ceil(cfg.min_detected * len(boxes) - 1e-9):
+        return done("no_face", f"{path}: the main face was found in only {found} of {len(boxes)} sampled "
+                               f"frames (min_detected={cfg.min_detected}); {hint}, or lower --min-detected")
+    res.crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size)
+                 for f, b in zip(frames, res.boxes)]
+    return done("ok")

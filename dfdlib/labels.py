@@ -1,0 +1,736 @@
+"""Stage 2: the labels CSV. Create it from processed folders or import DFDC / Gobal_metadata labels,
+validate it before training, and split it train/val/test without leakage between splits.
+
+Format (docs/design.md): `filename,label[,split,group,original,source]` with a header; `filename` is a
+processed video folder relative to the processed root (`real/video1`), `label` 0 = real, 1 = fake.
+Line numbers in errors are lines of the file (header = line 1), so the user can jump straight to them.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .utils import atomic_write
+
+if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports this module
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["filename", "label", "split", "group", "original", "source"]  # canonical order when writing
+SPLITS = ("train", "val", "test")
+_TEXT_LABELS = {"real": 0, "fake": 1}
+_VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+_FRAME_RE = re.compile(r"frame_(\d+)\.jpg")
+_MAX_SHOWN = 20  # problems listed in one error / names in one warning
+MINORITY_WARN = 0.25  # warn when a split's minority class is below this share
+
+
+class LabelsError(ValueError):
+    """Problems in a labels CSV. The message names the file, each line (header = line 1) and what to do.
+
+    `problems` holds (line or None, text) for every problem found, not only the first.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[int | None, str]], hint: str = ""):
+        self.source, self.problems, self.hint = str(source), list(problems), hint
+        where = [f"line {ln}: {msg}" if ln else msg for ln, msg in self.problems]
+        if len(where) == 1:
+            text = f"{self.source}, {where[0]}"
+        else:
+            shown = [f"  {w}" for w in where[:_MAX_SHOWN]]
+            if len(where) > _MAX_SHOWN:
+                shown.append(f"  ... and {len(where) - _MAX_SHOWN} more")
+            text = "\n".join([f"{self.source}: {len(where)} problems:", *shown])
+        super().__init__(text + (f"\n{hint}" if hint else ""))
+
+    def __reduce__(self):  # keep it picklable (worker processes) despite the custom __init__
+        return (type(self), (self.source, self.problems, self.hint))
+
+
+def _warn(msg: str) -> None:
+    warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def _listed(names: list[str]) -> str:
+    more = f" (+{len(names) - _MAX_SHOWN} more)" if len(names) > _MAX_SHOWN else ""
+    return ", ".join(names[:_MAX_SHOWN]) + more
+
+
+def _cell(v) -> str:
+    """A CSV/DataFrame cell as stripped text; None/NaN → ''."""
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v.__class__.__name__ in ("NAType", "NaTType"):
+        return ""
+    return str(v).strip()
+
+
+def _parse_label(v) -> tuple[int | None, bool]:
+    """(0/1 or None if invalid, whether it was given as REAL/FAKE text)."""
+    s = _cell(v).lower()
+    if s in _TEXT_LABELS:
+        return _TEXT_LABELS[s], True
+    try:
+        f = float(s)
+    except ValueError:
+        return None, False
+    return (int(f), False) if f in (0.0, 1.0) else (None, False)
+
+
+def _stem(name: str) -> str:
+    """Video name or folder path → the processed folder name (`a/b/x.mp4` → `x`)."""
+    base = _cell(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    root, ext = os.path.splitext(base)
+    return root if ext.lower() in _VIDEO_EXT else base
+
+
+def _not_found(what: str, path: Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{what} not found: tried {str(path)!r} (= {path.absolute()}) from working directory {os.getcwd()}. "
+        "Check the path, or give an absolute path."
+    )
+
+
+def _root(processed_root) -> Path:
+    root = Path(processed_root)
+    if not root.is_dir():
+        raise _not_found("processed folder", root)
+    return root
+
+
+def _frames(folder: Path) -> tuple[int, int | None]:
+    """(number of frame_<i>.jpg in `folder`, first missing index if they are not numbered 0..N-1)."""
+    idx = set()
+    with os.scandir(folder) as it:
+        for e in it:
+            m = _FRAME_RE.fullmatch(e.name)
+            if m:
+                idx.add(int(m.group(1)))
+    n = len(idx)
+    gap = min(set(range(n)) - idx) if n and max(idx) != n - 1 else None
+    return n, gap
+
+
+def _has_frames(folder: Path) -> bool:
+    with os.scandir(folder) as it:
+        return any(_FRAME_RE.fullmatch(e.name) for e in it)
+
+
+# ---------------------------------------------------------------- read / write
+
+
+def _read_csv(path) -> tuple[pd.DataFrame, list[int]]:
+    """Parse a labels CSV → (frame of text cells, file line of each row). Raises FileNotFoundError/LabelsError."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise _not_found("labels CSV", path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            rows = [(reader.line_num, [c.strip() for c in cells]) for cells in reader if any(c.strip() for c in cells)]
+    except UnicodeDecodeError as e:
+        raise LabelsError(path, [(None, f"not UTF-8 text ({e.reason}); save it as 'CSV UTF-8' (comma separated)")]) from None
+    except csv.Error as e:
+        raise LabelsError(path, [(None, f"not a readable CSV ({e}); save it as comma-separated text")]) from None
+    if not rows:
+        raise LabelsError(path, [(1, "the file is empty; it needs the header `filename,label` and one row per "
+                                     "video (`dfd labels PROCESSED` or dfdlib.from_folders writes one)")])
+    (hline, header), rows = rows[0], rows[1:]
+    missing = [c for c in ("filename", "label") if c not in header]
+    if missing:
+        if header[:2] == ["file", "label"]:
+            hint = "this looks like the original project's Gobal_metadata.csv: import it with " \
+                   "dfdlib.from_gobal_metadata or `dfd labels PROCESSED --gobal FILE`"
+        elif len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+            hint = "the file seems separated by ';' or tabs: save it comma-separated"
+        elif _parse_label(header[-1])[0] is not None:
+            hint = "the first line looks like data: add the header line `filename,label`"
+        else:
+            hint = f"found columns {header}; rename them to filename,label"
+        raise LabelsError(path, [(hline, f"missing column(s) {', '.join(missing)}: {hint}")])
+    problems = [(hline, f"column {c!r} appears twice in the header") for c in sorted(set(header)) if header.count(c) > 1]
+    for ln, cells in rows:
+        if len(cells) > len(header):
+            problems.append((ln, f"{len(cells)} cells but the header has {len(header)}; quote a filename "
+                                 "that contains a comma, or remove the extra cells"))
+    if problems:
+        raise LabelsError(path, problems)
+    df = pd.DataFrame([cells + [""] * (len(header) - len(cells)) for _, cells in rows], columns=header, dtype=str)
+    return df, [ln for ln, _ in rows]
+
+
+def read_labels(path) -> pd.DataFrame:
+    """Read a labels CSV. Takes a path; returns its rows as text columns (`label` as int when every value
+    is 0/1 or REAL/FAKE). Raises FileNotFoundError naming the path tried and the working directory,
+    LabelsError for an empty file, a missing `filename`/`label` column or malformed rows.
+    Use validate_labels before training: it checks the values and the folders too."""
+    df = _read_csv(path)[0]
+    parsed = [_parse_label(v) for v in df["label"]]
+    if len(df) and all(lab is not None for lab, _ in parsed):  # typical file: int labels straight away
+        df["label"] = np.array([lab for lab, _ in parsed], dtype=np.int64)
+        if any(text for _, text in parsed):
+            _warn(f"{path}: labels given as REAL/FAKE text were read as REAL=0, FAKE=1")
+    return df
+
+
+def write_labels(df: pd.DataFrame, path) -> Path:
+    """Write `df` as a labels CSV atomically, canonical columns first; the derived `frames` column is left
+    out (it is re-counted from disk on validation). Returns the path. Raises ValueError without
+    `filename`/`label` columns."""
+    missing = [c for c in ("filename", "label") if c not in df.columns]
+    if missing:
+        raise ValueError(f"cannot write labels without column(s) {missing}; got {list(df.columns)}")
+    cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS and c != "frames"]
+    out = df[cols].copy()
+    parsed = [_parse_label(v)[0] for v in out["label"]]
+    if None not in parsed:
+        out["label"] = parsed
+    with atomic_write(path, newline="") as f:
+        out.to_csv(f, index=False, lineterminator="\n")
+    return Path(path)
+
+
+def _as_frame(labels) -> tuple[pd.DataFrame, list[int], str]:
+    """Path or DataFrame → (text frame with a fresh index, file line per row, name for messages)."""
+    import pandas as pd
+
+    if isinstance(labels, pd.DataFrame):
+        df = labels.reset_index(drop=True).copy()
+        # Rows of a frame are numbered as write_labels would write them (header = line 1).
+        return df, list(range(2, len(df) + 2)), "labels (DataFrame)"
+    df, lines = _read_csv(labels)
+    return df, lines, str(labels)
+
+
+def _norm_filename(raw) -> tuple[str, str | None]:
+    """(normalised filename with forward slashes, problem text or None)."""
+    s = _cell(raw).replace("\\", "/")
+    if not s:
+        return s, "empty filename: give the processed folder relative to the processed root, e.g. real/video1"
+    if s.startswith("/") or re.match(r"[A-Za-z]:", s) or s == "~" or s.startswith("~/"):
+        return s, (f"absolute path {s!r}: give the folder relative to the processed root (e.g. real/video1) "
+                   "so the CSV keeps working when the data moves")
+    parts = [p for p in s.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return s, f"{s!r} points outside the processed root ('..'): give a folder inside it, e.g. real/video1"
+    return "/".join(parts), None
+
+
+# ---------------------------------------------------------------- validate
+
+
+def validate_labels(labels, processed_root, sequence_length: int | None = None, short: str = "error",
+                    require_split: bool = False) -> pd.DataFrame:
+    """Check a labels CSV (path or DataFrame) against the processed folders before training.
+
+    Returns a normalised frame: int `label` 0/1, `filename` with forward slashes, optional columns as text,
+    and `frames` (number of frame_*.jpg). Folders with fewer than `sequence_length` frames are an error
+    (`short="error"`), left out with a warning (`"drop"`) or kept for the dataset to pad by repeating the
+    last frame (`"pad"`). Raises LabelsError listing every bad row at once; FileNotFoundError for a
+    missing CSV or processed root.
+    """
+    if short not in ("error", "drop", "pad"):
+        raise ValueError(f"short must be 'error', 'drop' or 'pad', got {short!r}")
+    root = _root(processed_root)
+    df, lines, source = _as_frame(labels)
+    missing = [c for c in ("filename", "label") if c not in df.columns]
+    if missing:
+        raise LabelsError(source, [(1, f"missing column(s) {', '.join(missing)}; the header must be filename,label")])
+    if not len(df):
+        raise LabelsError(source, [(None, "no rows: add one row per processed video (filename,label)")])
+    for c in df.columns:
+        if c != "label":
+            df[c] = [_cell(v) for v in df[c]]
+    problems: list[tuple[int | None, str]] = []
+    hint = ""
+    y, text_rows = [], 0
+    for ln, v in zip(lines, df["label"], strict=True):
+        lab, was_text = _parse_label(v)
+        text_rows += was_text
+        if lab is None:
+            problems.append((ln, f"label {_cell(v)!r} is not 0/1 (or REAL/FAKE): use 0 for real, 1 for fake"))
+        y.append(lab)
+    if text_rows:
+        _warn(f"{source}: {text_rows} label(s) given as REAL/FAKE text were read as REAL=0, FAKE=1")
+    names, seen = [], {}
+    for ln, raw in zip(lines, df["filename"], strict=True):
+        name, bad = _norm_filename(raw)
+        names.append(name)
+        if bad:
+            problems.append((ln, bad))
+        elif name in seen:
+            problems.append((ln, f"duplicate filename {name!r} (first on line {seen[name]}): keep one row per video"))
+        else:
+            seen[name] = ln
+    df["filename"] = names
+    if "split" in df.columns:
+        df["split"] = [s.lower() for s in df["split"]]
+        for ln, s in zip(lines, df["split"], strict=True):
+            if s and s not in SPLITS:
+                problems.append((ln, f"split {s!r} is not train/val/test: fix it or re-split with split_labels"))
+            elif not s and require_split:
+                problems.append((ln, "empty split: fill train/val/test, or re-split with split_labels / `dfd labels`"))
+    elif require_split:
+        problems.append((1, "no split column: add one with split_labels(...) or create the CSV with `dfd labels` "
+                            "(it splits 70/15/15 by default)"))
+    frames, short_rows = [], []
+    for i, (ln, name) in enumerate(zip(lines, names, strict=True)):
+        n = 0
+        folder = root / name
+        if name and name in seen and seen[name] == ln:  # only well-formed, first occurrences
+            if not folder.is_dir():
+                stem_dir = folder.with_suffix("") if folder.suffix.lower() in _VIDEO_EXT else None
+                tip = (f"give the processed folder {Path(name).with_suffix('').as_posix()!r}, not the video"
+                       if stem_dir is not None and stem_dir.is_dir() else
+                       "check the name and the processed root, or remove the row")
+                problems.append((ln, f"folder {name!r} does not exist under {root}: {tip}"))
+            else:
+                n, gap = _frames(folder)
+                if gap is not None:
+                    problems.append((ln, f"{name!r} has {n} frames but frame_{gap}.jpg is missing (expected "
+                                         f"frame_0..frame_{n - 1}): re-run preprocessing for this video"))
+                elif n == 0 and short != "drop":
+                    problems.append((ln, f"{name!r} holds no frame_*.jpg (no face found?): remove the row or "
+                                         "re-run preprocessing"))
+                elif n < (sequence_length or 1):
+                    short_rows.append(i)
+                    if short == "error":
+                        problems.append((ln, f"{name!r} has {n} frames, fewer than sequence_length={sequence_length}"))
+                        hint = ("Short folders: pass short='drop' to leave them out or short='pad' to repeat "
+                                "their last frame (CLI: --short drop|pad), or preprocess with more frames.")
+        frames.append(n)
+    if None not in y and len(set(y)) == 1:
+        problems.append((None, _one_class(y)))
+    if problems:
+        raise LabelsError(source, problems, hint)
+    df["label"] = y
+    df["frames"] = frames
+    if short_rows:
+        listed = _listed([f"{names[i]} ({frames[i]})" for i in short_rows])
+        if short == "drop":
+            _warn(f"{source}: left out {len(short_rows)} folder(s) with fewer than {sequence_length or 1} "
+                  f"frames: {listed}")
+            df = df.drop(index=short_rows).reset_index(drop=True)
+            lines = [ln for i, ln in enumerate(lines) if i not in set(short_rows)]
+        else:
+            _warn(f"{source}: {len(short_rows)} folder(s) have fewer than {sequence_length} frames; their last "
+                  f"frame will be repeated: {listed}")
+    if len(set(df["label"])) < 2:  # dropping short folders removed a whole class
+        raise LabelsError(source, [(None, _one_class(list(df["label"])) + " (after leaving out short folders)")])
+    if "split" in df.columns and df["split"].ne("").any():
+        leaks = _leaks(df, lines)
+        if leaks:
+            raise LabelsError(source, leaks, "Re-split with split_labels(...) / `dfd labels` to keep groups together.")
+        _warn_imbalance(split_summary(df), source)
+    cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]
+    return df[cols]
+
+
+def _one_class(y: list[int]) -> str:
+    if not y:
+        return "no rows left: every folder is shorter than sequence_length"
+    return (f"only one class present: all {len(y)} rows are {('real (0)', 'fake (1)')[y[0]]}; "
+            "training needs both real (0) and fake (1) videos")
+
+
+def _leaks(df: pd.DataFrame, lines: list[int]) -> list[tuple[int | None, str]]:
+    """One problem per group whose rows sit in different splits."""
+    gid = _group_ids(df, np.asarray(df["label"]), "group")
+    order = np.argsort(gid, kind="stable")
+    out = []
+    for rows in np.split(order, np.flatnonzero(np.diff(gid[order])) + 1):
+        if len({df["split"].iat[i] for i in rows}) > 1:
+            where = ", ".join(f"{df['filename'].iat[i]} ({df['split'].iat[i] or 'no split'})" for i in rows[:6])
+            out.append((lines[rows[0]],
+                        f"rows of one group (same `group`, or a fake and its `original`) are in different "
+                        f"splits: {where}"))
+    return out
+
+
+# ---------------------------------------------------------------- split
+
+
+def _group_ids(df: pd.DataFrame, y: np.ndarray, group_col: str | None = "group") -> np.ndarray:
+    """Row → group id. Rows sharing a `group_col` value, and a fake with the real video named in its
+    `original` (matched by stem), are joined (union-find); any other row is its own group."""
+    parent = list(range(len(df)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, str], int] = {}
+
+    def link(key: tuple[str, str], i: int) -> None:
+        j = first.setdefault(key, i)
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    if group_col and group_col in df.columns:
+        for i, g in enumerate(df[group_col]):
+            if _cell(g):
+                link(("group", _cell(g)), i)
+    if "original" in df.columns:
+        for i, (name, orig) in enumerate(zip(df["filename"], df["original"], strict=True)):
+            if _cell(orig):
+                link(("video", _stem(orig)), i)
+            elif y[i] == 0:  # a real video is the original of the fakes that name it
+                link(("video", _stem(name)), i)
+    return np.array([find(i) for i in range(len(df))], dtype=np.int64)
+
+
+def _check_ratios(ratios) -> np.ndarray:
+    """(train, val, test) shares, or a "70,15,15" string → shares normalised to sum 1."""
+    try:
+        r = np.asarray(ratios.split(",") if isinstance(ratios, str) else ratios, dtype=float)
+    except (TypeError, ValueError):
+        r = np.array([])
+    if r.shape != (3,) or not np.isfinite(r).all() or (r < 0).any() or r[0] <= 0:
+        raise ValueError(f"ratios must be three non-negative numbers train,val,test with train > 0 "
+                         f"(e.g. 0.7,0.15,0.15), got {ratios!r}")
+    return r / r.sum()
+
+
+def split_labels(df: pd.DataFrame, ratios=(0.7, 0.15, 0.15), seed: int = 0, group_col: str | None = "group"
+                 ) -> pd.DataFrame:
+    """Assign train/val/test, seeded, stratified by label at group level, with no group crossing splits.
+
+    Groups: rows sharing `group_col`, plus each fake with its `original` (see _group_ids). When a class
+    has >= 3 groups, each split with a non-zero ratio gets at least one group of it, so val/test metrics
+    such as ROC-AUC are defined even on tiny sets. Takes a labels frame; returns a copy with `split`
+    set (row order kept); logs split_summary and warns on strong class imbalance.
+    """
+    r = _check_ratios(ratios)
+    out = df.copy()
+    parsed = [_parse_label(v)[0] for v in out["label"]]
+    bad = [(i + 2, f"label {_cell(v)!r} is not 0/1 (or REAL/FAKE)")
+           for i, (p, v) in enumerate(zip(parsed, out["label"], strict=True)) if p is None]
+    if bad:
+        raise LabelsError("labels (DataFrame)", bad)
+    y = np.array(parsed, dtype=np.int64)
+    frame = out.reset_index(drop=True).assign(filename=[_cell(f) for f in out["filename"]])
+    _, gid = np.unique(_group_ids(frame, y, group_col), return_inverse=True)
+    n_groups = int(gid.max()) + 1 if len(gid) else 0
+    cnt = np.zeros((n_groups, 2), dtype=np.int64)  # rows per group and class
+    np.add.at(cnt, (gid, y), 1)
+    has, size = cnt > 0, cnt.sum(1)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_groups)
+    where = np.full(n_groups, -1)
+    filled = np.zeros((3, 2))
+    target = r[:, None] * cnt.sum(0)[None, :]
+
+    def put(g: int, s: int) -> None:
+        where[g] = s
+        filled[s] += cnt[g]
+
+    # 1) one group of each class into every split (rarest class first), smallest groups first.
+    for c in np.argsort(has.sum(0), kind="stable"):
+        if has[:, c].sum() < 3:
+            continue
+        for s in (2, 1, 0):
+            if r[s] == 0 or (has[:, c] & (where == s)).any():
+                continue
+            free = [g for g in order if where[g] < 0 and has[g, c]]
+            if free:
+                put(min(free, key=lambda g: size[g]), s)
+    # 2) the rest, largest first (random order among equal sizes), each to the split where it most
+    #    lowers sum (filled - target)^2 / target: relative shortfalls, so every split fills in proportion
+    #    (an absolute one would pour all the big groups into train); classes weighted equally.
+    weight = 1.0 / (np.maximum(target, 1e-9) * np.maximum(cnt.sum(0), 1))
+    for g in sorted((g for g in order if where[g] < 0), key=lambda g: -size[g]):
+        gain = (((filled + cnt[g] - target) ** 2 - (filled - target) ** 2) * weight).sum(1)
+        gain[r == 0] = np.inf
+        put(g, int(np.argmin(gain)))
+    out["split"] = [SPLITS[where[g]] for g in gid]
+    summary = split_summary(out)
+    log.info("class balance per split:\n%s", summary.to_string())
+    _warn_imbalance(summary, "split")
+    return out
+
+
+def split_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Class balance: one row per split (train/val/test, or `all` without a split column) and a total,
+    columns real, fake, total, fake_pct."""
+    import pandas as pd
+
+    y = np.array([_parse_label(v)[0] for v in df["label"]], dtype=float)
+    split = ([_cell(s) or "(none)" for s in df["split"]] if "split" in df.columns else ["all"] * len(df))
+    names = [s for s in SPLITS if s in split] + sorted({s for s in split} - set(SPLITS))
+    rows = {}
+    for name in names + ["total"]:
+        m = np.ones(len(y), bool) if name == "total" else np.array([s == name for s in split], bool)
+        real, fake = int((y[m] == 0).sum()), int((y[m] == 1).sum())
+        rows[name] = {"real": real, "fake": fake, "total": real + fake,
+                      "fake_pct": round(100.0 * fake / (real + fake), 1) if real + fake else float("nan")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _warn_imbalance(summary: pd.DataFrame, source: str) -> None:
+    notes = []
+    for name, real, fake, total in summary.drop(index="total")[["real", "fake", "total"]].itertuples():
+        if total and min(real, fake) < MINORITY_WARN * total:
+            notes.append(f"{name}: {real} real / {fake} fake")
+    if notes:
+        _warn(f"{source}: strong class imbalance (minority class < {MINORITY_WARN:.0%}) in " + "; ".join(notes)
+              + ". Accuracy is misleading there: read F1/ROC-AUC, or balance the data (more of the rare class).")
+
+
+# ---------------------------------------------------------------- create / import
+
+
+def _finish(df: pd.DataFrame, out_csv, split, seed: int) -> pd.DataFrame:
+    df = df.sort_values("filename", kind="stable").reset_index(drop=True)
+    if split is not None and split is not False:
+        df = split_labels(df, (0.7, 0.15, 0.15) if split is True else split, seed=seed)
+    if out_csv is not None:
+        write_labels(df, out_csv)
+        log.info("wrote %d rows to %s", len(df), out_csv)
+    return df
+
+
+def from_folders(processed_root, out_csv=None, real_glob: str = "real/*", fake_glob: str = "fake/*",
+                 split=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
+    """Labels for every processed folder matched by `real_glob` (0) / `fake_glob` (1), relative to
+    `processed_root`. A folder counts when it holds frame_*.jpg; dot-named leftovers of interrupted runs
+    are skipped; folders without frames are left out with a warning. Rows are sorted by filename,
+    split by `split` ratios (None: no split column) and written atomically to `out_csv` if given.
+    Raises FileNotFoundError (no root), ValueError (nothing found, or a folder matched by both globs)."""
+    import pandas as pd
+
+    root = _root(processed_root)
+    found: dict[str, int] = {}
+    empty: list[str] = []
+    for label, pattern in ((0, real_glob), (1, fake_glob)):
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ValueError(f"glob {pattern!r} must be relative to the processed root {root} (e.g. 'real/*')")
+        for p in sorted(root.glob(pattern)):
+            rel = p.relative_to(root)
+            if not p.is_dir() or any(part.startswith(".") for part in rel.parts):
+                continue
+            name = rel.as_posix()
+            if found.get(name, label) != label:
+                raise ValueError(f"{name} matches both real_glob {real_glob!r} and fake_glob {fake_glob!r}; "
+                                 "make the patterns disjoint")
+            if _has_frames(p):
+                found[name] = label
+            elif name not in empty:
+                empty.append(name)
+    if empty:
+        _warn(f"{len(empty)} folder(s) under {root} hold no frame_*.jpg (no face found?) and were left out: "
+              f"{_listed(empty)}")
+    if not found:
+        raise ValueError(f"no folder under {root} matching {real_glob!r} or {fake_glob!r} holds frame_*.jpg "
+                         "files: run `dfd preprocess` first, or pass globs that match your layout")
+    for label, pattern in ((0, real_glob), (1, fake_glob)):
+        if label not in found.values():
+            _warn(f"no {('real', 'fake')[label]} videos: nothing under {root} matching {pattern!r} holds frames")
+    df = pd.DataFrame({"filename": list(found), "label": list(found.values())})
+    return _finish(df, out_csv, split, seed)
+
+
+def _index_folders(root: Path, max_depth: int = 3) -> dict[str, list[str]]:
+    """Folder name → relative paths of the folders holding frames, up to `max_depth` levels below root."""
+    index: dict[str, list[str]] = {}
+
+    def walk(d: Path, depth: int) -> None:
+        with os.scandir(d) as it:
+            subdirs = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        for name in subdirs:
+            p = d / name
+            if _has_frames(p):
+                index.setdefault(name, []).append(p.relative_to(root).as_posix())
+            elif depth < max_depth:
+                walk(p, depth + 1)
+
+    walk(root, 1)
+    return index
+
+
+def _map_records(records: list[tuple[str, str, int, str]], root: Path, source: str, tag: str) -> pd.DataFrame:
+    """(where, video name, label, original) → labels rows for the names that have a processed folder."""
+    import pandas as pd
+
+    index = _index_folders(root)
+    rows: dict[str, tuple[int, str, str]] = {}
+    missing, ambiguous, mismatch, conflicts = [], [], [], []
+    for where, name, label, orig in records:
+        cands = index.get(_stem(name), [])
+        if len(cands) > 1:  # same stem in several folders: prefer the one under real/ or fake/ matching the label
+            pref = [c for c in cands if ("real", "fake")[label] in c.split("/")[:-1]]
+            cands = pref if len(pref) == 1 else cands
+        if not cands:
+            missing.append(name)
+            continue
+        if len(cands) > 1:
+            ambiguous.append(f"{name} ({' / '.join(cands)})")
+            continue
+        folder = cands[0]
+        if folder in rows:
+            if rows[folder][0] != label:
+                conflicts.append((None, f"{where}: {name} is labelled both REAL and FAKE (also {rows[folder][1]})"))
+            continue
+        rows[folder] = (label, where, orig)
+        if ("fake", "real")[label] in folder.split("/")[:-1]:
+            mismatch.append(f"{folder}={('REAL', 'FAKE')[label]}")
+    if conflicts:
+        raise LabelsError(source, conflicts, "Fix the labels so each video has one.")
+    if missing:
+        _warn(f"{source}: {len(missing)} of {len(records)} video(s) have no processed folder under {root} "
+              f"(not preprocessed, or no face found) and were left out: {_listed(missing)}")
+    if ambiguous:
+        _warn(f"{source}: {len(ambiguous)} video(s) match several processed folders and were left out: "
+              f"{_listed(ambiguous)}")
+    if mismatch:
+        _warn(f"{source}: {len(mismatch)} folder(s) sit under the other class's folder; the metadata label "
+              f"was kept: {_listed(mismatch)}")
+    if not rows:
+        raise ValueError(f"none of the {len(records)} videos in {source} has a processed folder under {root} "
+                         "(expected <root>/real/<video name>/frame_0.jpg): check the processed root")
+    df = pd.DataFrame({"filename": list(rows), "label": [v[0] for v in rows.values()]})
+    if any(v[2] for v in rows.values()):
+        df["original"] = [v[2] for v in rows.values()]
+    df["source"] = tag
+    return df
+
+
+def from_dfdc_metadata(metadata_json, processed_root, out_csv=None, split=(0.7, 0.15, 0.15),
+                       seed: int = 0) -> pd.DataFrame:
+    """Import DFDC labels: `metadata.json` ({"x.mp4": {"label": "FAKE", "original": "y.mp4", ...}}), one
+    path or a list (one per DFDC part). Names map to processed folders by stem; `original` is kept so a
+    fake and its real video land in the same split (DFDC's own `split` field is not used). Returns the
+    labels frame (written to `out_csv` if given). Raises FileNotFoundError, LabelsError (bad JSON/labels)."""
+    paths = [metadata_json] if isinstance(metadata_json, (str, os.PathLike)) else list(metadata_json)
+    records, problems = [], []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise _not_found("DFDC metadata", path)
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as e:
+            raise LabelsError(path, [(e.lineno, f"not valid JSON ({e.msg}): use the metadata.json shipped "
+                                                "with the DFDC part")]) from None
+        if not isinstance(meta, dict):
+            raise LabelsError(path, [(1, "expected an object {\"video.mp4\": {\"label\": \"FAKE\", ...}}")])
+        for name, entry in meta.items():
+            entry = entry if isinstance(entry, dict) else {"label": entry}
+            label, _ = _parse_label(entry.get("label"))
+            if label is None:
+                problems.append((None, f"{path}: entry {name!r} has label {entry.get('label')!r}; expected REAL or FAKE"))
+            else:
+                records.append((str(path), name, label, _cell(entry.get("original")) if label == 1 else ""))
+    if problems:
+        raise LabelsError(str(paths[0]) if len(paths) == 1 else "DFDC metadata", problems)
+    source = str(paths[0]) if len(paths) == 1 else f"{len(paths)} DFDC metadata files"
+    return _finish(_map_records(records, _root(processed_root), source, "dfdc"), out_csv, split, seed)
+
+
+def from_gobal_metadata(csv_path, processed_root, out_csv=None, split=(0.7, 0.15, 0.15),
+                        seed: int = 0) -> pd.DataFrame:
+    """Import the original project's `Gobal_metadata.csv` (no header; `file,label` with REAL/FAKE).
+    A header row (e.g. `URI,label,original,split` from label_json_to_csv.py) is tolerated and an
+    `original` column used. Returns the labels frame (written to `out_csv` if given). Raises
+    FileNotFoundError, LabelsError naming the line of a bad label or a malformed row."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise _not_found("Gobal_metadata CSV", path)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        rows = [(reader.line_num, [c.strip() for c in cells]) for cells in reader if any(c.strip() for c in cells)]
+    if not rows:
+        raise LabelsError(path, [(1, "the file is empty; expected lines like `video.mp4,FAKE`")])
+    orig_col = None
+    if len(rows[0][1]) >= 2 and _parse_label(rows[0][1][1])[0] is None:  # a header line
+        header = [c.lower() for c in rows[0][1]]
+        orig_col = header.index("original") if "original" in header else None
+        rows = rows[1:]
+    records, problems = [], []
+    for ln, cells in rows:
+        label = _parse_label(cells[1])[0] if len(cells) >= 2 else None
+        if len(cells) < 2 or not cells[0]:
+            problems.append((ln, "expected `video.mp4,REAL` or `video.mp4,FAKE`"))
+        elif label is None:
+            problems.append((ln, f"label {cells[1]!r} is not REAL/FAKE (or 0/1)"))
+        else:
+            orig = cells[orig_col] if orig_col is not None and orig_col < len(cells) and label == 1 else ""
+            records.append((f"line {ln}", cells[0], label, orig))
+    if problems:
+        raise LabelsError(path, problems)
+    return _finish(_map_records(records, _root(processed_root), str(path), "gobal_metadata"), out_csv, split, seed)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _cmd_labels(args) -> int:
+    import sys
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if args.check:
+                df = validate_labels(args.check, args.processed, args.sequence_length, args.short,
+                                     args.require_split)
+            else:
+                split = None if args.no_split else _check_ratios(args.ratios)
+                if args.dfdc:
+                    df = from_dfdc_metadata(args.dfdc, args.processed, args.out, split, args.seed)
+                elif args.gobal:
+                    df = from_gobal_metadata(args.gobal, args.processed, args.out, split, args.seed)
+                else:
+                    df = from_folders(args.processed, args.out, args.real_glob, args.fake_glob, split, args.seed)
+        except LabelsError as e:
+            for w in caught:
+                print(f"warning: {w.message}", file=sys.stderr)
+            print(f"dfd labels: {e}", file=sys.stderr)
+            return 1
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if args.check:
+        print(f"OK: {args.check}: {len(df)} videos, frames per folder {df['frames'].min()}..{df['frames'].max()}")
+    else:
+        print(f"wrote {len(df)} rows to {args.out}")
+    print(split_summary(df).to_string())
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    """Register `dfd labels` (create / import / check the labels CSV)."""
+    p = subparsers.add_parser(
+        "labels", help="create, import, check and split the labels CSV",
+        description="Create labels.csv from processed folders (or import DFDC metadata.json / Gobal_metadata.csv) "
+                    "with a seeded, leakage-free train/val/test split; or check an existing one with --check.",
+        epilog="examples:\n  dfd labels data/processed --out labels/labels.csv\n"
+               "  dfd labels --check labels/labels.csv data/processed --sequence-length 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("processed", help="processed root holding real/<video>/frame_*.jpg and fake/<video>/...")
+    p.add_argument("--out", default="labels/labels.csv", help="CSV to write (default: labels/labels.csv)")
+    p.add_argument("--real-glob", default="real/*", help="folders of real videos, relative to PROCESSED")
+    p.add_argument("--fake-glob", default="fake/*", help="folders of fake videos, relative to PROCESSED")
+    p.add_argument("--ratios", default="0.7,0.15,0.15", help="train,val,test shares (default 0.7,0.15,0.15)")
+    p.add_argument("--seed", type=int, default=0, help="split seed (same seed, same split)")
+    p.add_argument("--no-split", action="store_true", help="write no split column")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dfdc", action="append", metavar="METADATA_JSON",
+                     help="import a DFDC metadata.json (repeat for several parts)")
+    src.add_argument("--gobal", metavar="CSV", help="import the original project's Gobal_metadata.csv")
+    src.add_argument("--check", metavar="LABELS_CSV", help="validate LABELS_CSV against PROCESSED instead")
+    p.add_argument("--sequence-length", type=int, default=None, help="with --check: frames each folder needs")
+    p.add_argument("--short", choices=("error", "drop", "pad"), default="error",
+                   help="with --check: folders with too few frames are an error, dropped or padded")
+    p.add_argument("--require-split", action="store_true", help="with --check: every row needs a split")
+    p.set_defaults(func=_cmd_labels)

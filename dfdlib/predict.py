@@ -1,0 +1,494 @@
+"""Stage 4: verdicts for new videos (one, a folder, an ensemble) and evaluation on a labelled split.
+
+Prediction repeats training's preprocessing exactly, read from the model file's metadata: the same
+PreprocessConfig (frames, sampler, detector thresholds, margin, crop size, JPEG quality) through the same
+`extract_faces`, then the same frame selection, resize and normalisation (`data.frames_to_clip`). A video
+with no usable face gets status "no_face" and no label, never a guess.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+MODEL_EXTENSIONS = (".pt", ".pth")
+_warned: set[str] = set()
+
+
+@dataclass
+class Prediction:
+    video: str                        # the video path as given
+    label: str | None = None          # "REAL" | "FAKE"; None when there is no verdict (see status)
+    confidence: float | None = None   # probability of the chosen label
+    prob_fake: float | None = None    # probability of FAKE (mean over ensemble members)
+    frames_used: int = 0              # frames in the clip the model saw (sequence length)
+    faces_found: int = 0              # sampled frames with a detected face (the rest were filled in)
+    status: str = "ok"                # ok | no_face | too_short | unreadable | error
+    reason: str = ""                  # why there is no verdict, naming the file and what to do
+    threshold: float = 0.5            # prob_fake >= threshold → FAKE
+    seconds: float = 0.0              # wall time for this video
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Ensemble:
+    """Several model files used as one: prob_fake is the mean of the members' probabilities.
+
+    Takes models from load_model and/or paths. Members keep their own preprocessing and image size;
+    the sequence length is the first member's (a warning says so when they differ). `.meta` is the
+    first member's meta with `threshold` = mean of the members' thresholds and `members` = their paths.
+    """
+
+    def __init__(self, models_or_paths, device: str = "auto"):
+        items = list(models_or_paths)
+        if not items:
+            raise ValueError("an Ensemble needs at least one model (file paths or loaded models)")
+        self.members = [_as_model(m, device) for m in items]
+        seqs = [m.meta.get("sequence_length") for m in self.members]
+        if len(set(seqs)) > 1:
+            warnings.warn(f"ensemble members were trained with sequence lengths {seqs}; all use {seqs[0]} "
+                          "(the first); pass sequence_length= to choose", stacklevel=2)
+        self.meta = dict(self.members[0].meta)
+        self.meta["threshold"] = float(np.mean([_threshold(m.meta) for m in self.members]))
+        self.meta["members"] = [str(m.meta.get("path", f"member {i}")) for i, m in enumerate(self.members)]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:
+        return f"Ensemble({self.meta['members']})"
+
+
+def _as_model(model, device: str = "auto"):
+    """A loaded model (or Ensemble) from a model, a path, or a list of paths/models."""
+    if isinstance(model, (str, Path)):
+        from .model import load_model
+
+        loaded = load_model(model, device=device)
+        loaded.meta.setdefault("path", str(model))
+        return loaded
+    if isinstance(model, (list, tuple)):
+        return _as_model(model[0], device) if len(model) == 1 else Ensemble(model, device)
+    if not hasattr(model, "meta"):
+        raise TypeError(f"expected a model from dfdlib.load_model, a model file path or an Ensemble, "
+                        f"got {type(model).__name__}")
+    return model
+
+
+def _members(model) -> list:
+    return model.members if isinstance(model, Ensemble) else [model]
+
+
+def _threshold(meta: dict) -> float:
+    value = meta.get("threshold")
+    return 0.5 if value is None else float(value)
+
+
+def _sequence_length(meta: dict, sequence_length: int | None) -> int:
+    seq = sequence_length or meta.get("sequence_length")
+    if not seq:
+        raise ValueError(f"the model file {meta.get('path', '')} does not record its sequence length; pass "
+                         "sequence_length= (or --sequence-length) with the value it was trained with")
+    return int(seq)
+
+
+def preprocess_config_for(meta: dict, sequence_length: int):
+    """The PreprocessConfig a model was trained with (from its metadata), sampling >= sequence_length frames.
+
+    Training subsampled `sequence_length` frames from the `frames` crops of each video, so prediction
+    extracts the same `frames` and subsamples the same way; only when a longer clip is asked for than
+    training had crops does it extract more frames (real frames rather than training's padding).
+    Without recorded settings (the original project's files) it uses the defaults with size =
+    image_size and says so once.
+    """
+    from .faces import PreprocessConfig
+
+    if meta.get("preprocess"):
+        cfg = PreprocessConfig.from_dict(meta["preprocess"])
+    else:
+        size = int(meta.get("image_size") or PreprocessConfig().size)
+        cfg = PreprocessConfig(size=size, sampling=meta.get("sampling") or PreprocessConfig().sampling)
+        key = str(meta.get("path", id(meta)))
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(f"model file {meta.get('path', '')} records no preprocessing settings; using the "
+                          f"defaults with crop size {size} (sampling {cfg.sampling!r})", stacklevel=3)
+    if cfg.frames < sequence_length:
+        cfg = dataclasses.replace(cfg, frames=int(sequence_length))
+    return cfg
+
+
+def _as_stored(crops: list[np.ndarray], quality: int) -> list[np.ndarray]:
+    """Round-trip crops through JPEG at the quality the preprocess stage saved them with.
+
+    Training saw decoded JPEGs; a model that learned compression cues should see the same here.
+    """
+    import cv2
+    import torch
+    from torchvision.io import decode_jpeg
+
+    out = []
+    for crop in crops:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding of a face crop failed")
+        # Decoded like data.read_clip decodes the training frames (torchvision, RGB).
+        out.append(decode_jpeg(torch.from_numpy(buf.ravel())).permute(1, 2, 0).numpy())
+    return out
+
+
+def _member_prob(member, crops, seq: int):
+    """prob_fake of one member on one video's crops; returns (prob, clip)."""
+    import torch
+
+    from .data import frames_to_clip
+
+    meta = member.meta
+    clip = frames_to_clip(crops, seq, int(meta.get("image_size") or crops[0].shape[0]),
+                          sampling=meta.get("sampling") or "even")
+    device = next(member.parameters()).device
+    with torch.inference_mode():
+        prob = member.prob_fake(member(clip[None].to(device))).float().cpu().item()
+    return prob, clip
+
+
+def predict_video(model, video_path, sequence_length: int | None = None, detector=None,
+                  threshold: float | None = None, return_clip: bool = False, device: str = "auto"):
+    """Verdict for one video.
+
+    Takes a model from load_model, a model file path, an Ensemble (or a list of paths), the video path,
+    an optional sequence length (default: the model's), a FaceDetector to reuse and a threshold
+    (default: the model file's, else 0.5). Returns a Prediction, or (Prediction, clip) with
+    `return_clip=True` (clip: the first member's normalised (T, 3, S, S) tensor, None without a verdict).
+    Bad videos are reported in `status`/`reason`, not raised.
+    """
+    from .faces import default_detector
+
+    t0 = time.perf_counter()
+    model = _as_model(model, device)
+    members = _members(model)
+    seq = _sequence_length(model.meta, sequence_length)
+    thr = _threshold(model.meta) if threshold is None else float(threshold)
+    path = Path(video_path)
+    pred = Prediction(video=str(video_path), threshold=thr)
+
+    def finish(clip=None):
+        pred.seconds = round(time.perf_counter() - t0, 3)
+        return (pred, clip) if return_clip else pred
+
+    if not path.is_file():
+        pred.status, pred.reason = "unreadable", f"{path}: no such file; check the path"
+        return finish()
+    detector = detector or default_detector()
+    results, probs, first_clip = {}, [], None
+    for member in members:
+        cfg = preprocess_config_for(member.meta, seq)
+        key = json.dumps(asdict(cfg), sort_keys=True, default=str)
+        if key not in results:  # members sharing settings share one face extraction
+            results[key] = _extract(path, cfg, detector)
+        res = results[key]
+        if res.status == "ok" and res.config.frames < cfg.frames:
+            pred.reason = (f"the video has only {res.config.frames} frames, fewer than the {cfg.frames} "
+                           "training sampled; the clip was padded by repeating the last frame")
+        if res.status != "ok":
+            pred.status = res.status
+            pred.reason = res.reason or f"{path}: {res.status.replace('_', ' ')}"
+            if res.status == "no_face":
+                pred.reason = f"no face found: {pred.reason}"
+            return finish()
+        prob, clip = _member_prob(member, _as_stored(res.crops, res.config.jpeg_quality), seq)
+        probs.append(prob)
+        first_clip = clip if first_clip is None else first_clip
+    first = next(iter(results.values()))
+    pred.prob_fake = float(np.mean(probs))
+    pred.label = "FAKE" if pred.prob_fake >= thr else "REAL"
+    pred.confidence = pred.prob_fake if pred.label == "FAKE" else 1.0 - pred.prob_fake
+    pred.frames_used = int(first_clip.shape[0])
+    pred.faces_found = int(sum(not f for f in first.filled))
+    return finish(first_clip)
+
+
+def _extract(path: Path, cfg, detector):
+    """extract_faces; a video shorter than `cfg.frames` is retried with all its frames (clip padded later)."""
+    from .faces import extract_faces
+    from .video import VideoError, probe_video
+
+    res = extract_faces(path, cfg, detector=detector)
+    if res.status == "too_short":
+        try:
+            total = probe_video(path).frame_count
+        except VideoError:
+            return res
+        if 1 <= total < cfg.frames:
+            short = extract_faces(path, dataclasses.replace(cfg, frames=total), detector=detector)
+            if short.status != "too_short":
+                return short
+    return res
+
+
+def find_videos(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Video files (mp4/avi/mov/mkv/webm, any case) in `folder`, sorted; a video file gives itself."""
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is neither a video file nor a folder")
+    found = folder.rglob("*") if recursive else folder.glob("*")
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def predict_many(model, videos, names=None, sequence_length=None, threshold=None, progress=True,
+                 explain_dir=None, device: str = "auto") -> pd.DataFrame:
+    """Predict a list of videos with one model load and one face detector; one row per video.
+
+    Takes a model/path/Ensemble, video paths, optional display names, and `explain_dir` (Grad-CAM PNGs
+    of each video's top frames go to `<explain_dir>/<name>/`). A video that fails for any reason gets
+    its status and reason in its row; the others are unaffected. Returns the DataFrame.
+    """
+    from tqdm.auto import tqdm
+
+    from .faces import default_detector
+
+    model = _as_model(model, device)
+    detector = default_detector()
+    names = [str(v) for v in videos] if names is None else list(names)
+    rows = []
+    for video, name in tqdm(list(zip(videos, names, strict=True)), desc="predict", unit="video",
+                            disable=not progress):
+        try:
+            pred, clip = predict_video(model, video, sequence_length, detector, threshold, return_clip=True)
+            if explain_dir is not None and pred.status == "ok":
+                from .explain import grad_cam, save_cam_overlays
+
+                cam = grad_cam(_members(model)[0], clip, target="pred")
+                save_cam_overlays(clip, cam, Path(explain_dir) / name.replace("/", "__").rsplit(".", 1)[0])
+        except Exception as e:  # noqa: BLE001 - one bad video must not stop the batch
+            pred = Prediction(video=str(video), status="error", reason=f"{video}: {type(e).__name__}: {e}")
+        row = pred.to_dict()
+        row["video"] = name
+        rows.append(row)
+    cols = ["video", "label", "confidence", "prob_fake", "status", "reason", "frames_used", "faces_found",
+            "threshold", "seconds"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _write_csv(df: pd.DataFrame, path) -> None:
+    from .utils import atomic_write
+
+    with atomic_write(Path(path), "w", newline="") as f:
+        df.to_csv(f, index=False)
+
+
+def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress: bool = True,
+                   sequence_length: int | None = None, threshold: float | None = None, explain_dir=None,
+                   device: str = "auto") -> pd.DataFrame:
+    """Predict every video in a folder (model loaded once) and optionally write the CSV atomically.
+
+    Returns a DataFrame with columns video (relative to `folder`), label, confidence, prob_fake, status,
+    reason, frames_used, faces_found, threshold, seconds. Raises FileNotFoundError when the folder holds
+    no video files.
+    """
+    folder = Path(folder)
+    videos = find_videos(folder, recursive)
+    if not videos:
+        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {folder}")
+    names = [v.name if folder.is_file() else v.relative_to(folder).as_posix() for v in videos]
+    df = predict_many(model, videos, names, sequence_length, threshold, progress, explain_dir, device)
+    if out_csv is not None:
+        _write_csv(df, out_csv)
+    return df
+
+
+def _split_scores(member, rows: pd.DataFrame, processed_root, seq: int, batch_size: int, progress: bool):
+    """One member on every usable row: (filenames, labels, prob_fake, skipped) in dataset order.
+
+    Rows whose frame folder is missing or empty are skipped (and reported), not fatal.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from .data import FaceSequenceDataset, build_transforms
+
+    meta = member.meta
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped/padded rows are reported in the metrics instead
+        ds = FaceSequenceDataset(rows, processed_root, seq, split=None, skip_bad=True,
+                                 transform=build_transforms(train=False, image_size=int(meta["image_size"])),
+                                 sampling=meta.get("sampling") or "even")
+    device = next(member.parameters()).device
+    probs = []
+    with torch.inference_mode():
+        for clips, _ in tqdm(DataLoader(ds, batch_size=batch_size, shuffle=False), desc="evaluate",
+                             unit="batch", disable=not progress, leave=False):
+            probs.append(member.prob_fake(member(clips.to(device))).float().cpu())
+    p = torch.cat(probs).numpy().astype(np.float64)
+    return list(ds.filenames), np.asarray(ds.labels), p, ds.skipped, list(ds.padded)
+
+
+def _rows_of(labels: pd.DataFrame, split: str | None, source) -> pd.DataFrame:
+    if split is None:
+        return labels.reset_index(drop=True)
+    if "split" not in labels.columns:
+        raise ValueError(f"{source} has no 'split' column; split it first (dfdlib.split_labels / `dfd labels "
+                         "split`) or evaluate every row with split=None (--split all)")
+    rows = labels[labels["split"].astype(str) == split].reset_index(drop=True)
+    if rows.empty:
+        have = sorted(labels["split"].astype(str).unique())
+        raise ValueError(f"{source} has no rows with split={split!r} (splits present: {have})")
+    return rows
+
+
+def _ensemble_scores(members, rows, processed_root, seq, batch_size, progress):
+    """Mean prob_fake over members: (filenames, labels, prob_fake, skipped, padded)."""
+    runs = [_split_scores(m, rows, processed_root, seq, batch_size, progress) for m in members]
+    names, y, _, skipped, padded = runs[0]
+    return names, y, np.mean([r[2] for r in runs], axis=0), skipped, padded
+
+
+def evaluate_model(model, labels_csv, processed_root, split: str | None = "test", out_dir=None,
+                   threshold: str | float | None = "val", batch_size: int = 8, sequence_length=None,
+                   progress: bool = True, device: str = "auto") -> dict:
+    """Metrics of a model (or Ensemble) on one split of a labels CSV, from the processed face frames.
+
+    `threshold`: "val" chooses it on the validation split (Youden's J, metrics.best_threshold) and
+    applies it here; a float is used as given; None uses the model file's. Returns compute_metrics'
+    dict plus split, threshold_source, sequence_length, models, skipped (rows without frames, left
+    out) and padded (clips shorter than the sequence). With `out_dir`, writes metrics.json,
+    predictions.csv, confusion.png and roc.png there. Raises ValueError for a missing split.
+    """
+    from .metrics import best_threshold, compute_metrics, plot_confusion, plot_roc
+    from .utils import atomic_write
+
+    model = _as_model(model, device)
+    members = _members(model)
+    seq = _sequence_length(model.meta, sequence_length)
+    labels = labels_csv if isinstance(labels_csv, pd.DataFrame) else pd.read_csv(labels_csv, dtype={"filename": str})
+    source = "labels" if isinstance(labels_csv, pd.DataFrame) else str(labels_csv)
+    names, y, p, skipped, padded = _ensemble_scores(members, _rows_of(labels, split, source), processed_root,
+                                                    seq, batch_size, progress)
+    if threshold == "val":
+        if "split" in labels.columns and (labels["split"].astype(str) == "val").any():
+            _, yv, pv, _, _ = _ensemble_scores(members, _rows_of(labels, "val", source), processed_root, seq,
+                                               batch_size, progress)
+            thr = best_threshold(yv, pv)
+            thr_source = "val" if split != "val" else "val (chosen on the split evaluated: optimistic)"
+        else:
+            thr, thr_source = _threshold(model.meta), "model file (no val split to calibrate on)"
+    elif threshold is None:
+        thr, thr_source = _threshold(model.meta), "model file"
+    else:
+        thr, thr_source = float(threshold), "given"
+    metrics = compute_metrics(y, p, thr)
+    metrics.update(split=split or "all", threshold_source=thr_source, sequence_length=seq,
+                   models=[str(m.meta.get("path", "")) for m in members],
+                   skipped=[f"{f}: {why}" for f, why in skipped], padded=padded)
+    if out_dir is not None:
+        out = Path(out_dir)
+        with atomic_write(out / "metrics.json") as f:
+            json.dump(metrics, f, indent=2)
+        _write_csv(pd.DataFrame({"filename": names, "label": y, "prob_fake": p,
+                                 "predicted": (p >= thr).astype(int)}), out / "predictions.csv")
+        plot_confusion(metrics["confusion_matrix"], out / "confusion.png")
+        plot_roc(y, p, out / "roc.png")
+    return metrics
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+def _cli_predict(args) -> int:
+    models = [p for p in args.paths if Path(p).suffix.lower() in MODEL_EXTENSIONS] + args.model
+    inputs = [p for p in args.paths if Path(p).suffix.lower() not in MODEL_EXTENSIONS] + args.video
+    if not inputs:
+        raise ValueError("no video given: dfd predict MODEL.pt VIDEO [VIDEO ...] (or --video PATH)")
+    if not models:
+        if not args.sequence_length:
+            raise ValueError("no model file (.pt/.pth) given; pass one, or --sequence-length N to use the best "
+                             f"model for N frames in {args.models_dir}/")
+        from .registry import best_model
+
+        models = [str(best_model(args.sequence_length, args.models_dir))]
+        print(f"model: {models[0]} (best for {args.sequence_length} frames in {args.models_dir}/)")
+    videos, names = [], []
+    for item in inputs:
+        found = find_videos(item)
+        if not found and Path(item).is_dir():
+            print(f"warning: no video files in {item}")
+        videos += found
+        names += [str(v) for v in found]
+    if not videos:
+        raise FileNotFoundError(f"no video files found in {inputs}")
+    model = _as_model(models if len(models) > 1 else models[0], args.device)
+    if args.explain and isinstance(model, Ensemble):
+        print("note: Grad-CAM maps are computed for the first ensemble member")
+    df = predict_many(model, videos, names, args.sequence_length, args.threshold, not args.no_progress,
+                      args.explain, args.device)
+    for r in df.itertuples():
+        if r.status == "ok":
+            print(f"{r.label:<5} {100 * r.confidence:5.1f}%  prob_fake={r.prob_fake:.3f}  "
+                  f"faces {r.faces_found}/{r.frames_used}  {r.video}")
+        else:
+            print(f"{'-':<5} {'':>6}  {r.status}: {r.reason}")
+    if args.out:
+        _write_csv(df, args.out)
+        print(f"predictions written to {args.out}")
+    if args.explain:
+        print(f"Grad-CAM overlays written to {args.explain}/")
+    return 0 if (df["status"] == "ok").any() else 1
+
+
+def _cli_evaluate(args) -> int:
+    from .metrics import format_metrics_table
+
+    thr = args.threshold
+    thr = None if thr in ("model", "file") else thr if thr == "val" else float(thr)
+    model = _as_model(args.models if len(args.models) > 1 else args.models[0], args.device)
+    metrics = evaluate_model(model, args.csv, args.data, split=None if args.split == "all" else args.split,
+                             out_dir=args.out, threshold=thr, batch_size=args.batch_size,
+                             sequence_length=args.sequence_length, progress=not args.no_progress)
+    print(format_metrics_table(metrics))
+    print(f"threshold {metrics['threshold']:.3f} from {metrics['threshold_source']}; "
+          f"confusion matrix (rows true real/fake): {metrics['confusion_matrix']}")
+    if args.out:
+        print(f"metrics.json, predictions.csv, confusion.png, roc.png written to {args.out}/")
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    """Register `dfd predict MODEL [MODEL ...] VIDEO ...` and `dfd evaluate MODEL [MODEL ...] --csv --data`."""
+    p = subparsers.add_parser("predict", help="REAL/FAKE verdicts for videos (several models = ensemble)")
+    p.add_argument("paths", nargs="*", metavar="MODEL_OR_VIDEO",
+                   help="model files (.pt/.pth; several = ensemble) and videos or folders of videos")
+    p.add_argument("--model", action="append", default=[], help="a model file whatever its name (repeatable)")
+    p.add_argument("--video", action="append", default=[], help="a video or folder whatever its name (repeatable)")
+    p.add_argument("--out", help="write the predictions CSV here")
+    p.add_argument("--explain", metavar="DIR", help="write Grad-CAM overlays of each video's top frames to DIR")
+    p.add_argument("--threshold", type=float, help="prob_fake >= threshold → FAKE (default: the model file's)")
+    p.add_argument("--sequence-length", type=int, help="frames per clip (default: the model's)")
+    p.add_argument("--models-dir", default="models", help="registry used when no model file is given")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cli_predict)
+
+    e = subparsers.add_parser("evaluate", help="metrics of a model on a labelled split of processed videos")
+    e.add_argument("models", nargs="+", metavar="MODEL", help="model file(s); several = ensemble")
+    e.add_argument("--csv", required=True, help="labels CSV (filename,label[,split])")
+    e.add_argument("--data", required=True, help="processed root (the preprocess stage's output)")
+    e.add_argument("--split", default="test", help="split to evaluate: test | val | train | all")
+    e.add_argument("--threshold", default="val",
+                   help="val (choose on the val split) | model (the file's) | a number (default: val)")
+    e.add_argument("--out", help="folder for metrics.json, predictions.csv, confusion.png, roc.png")
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--sequence-length", type=int, help="frames per clip (default: the model's)")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cli_evaluate)

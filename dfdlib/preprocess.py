@@ -1,0 +1,350 @@
+"""Stage 1 for a whole dataset: `SRC/{real,fake}/*` → `OUT/{real,fake}/<video>/frame_<i>.jpg` + faces.json.
+
+Each video's folder appears atomically (written to `.<name>.tmp-<pid>`, then renamed), so a rerun
+skips finished videos and an interrupted run (even kill -9) leaves nothing that counts as done.
+Videos are spread over `workers` processes (one MTCNN each, every library pinned to one thread,
+so N workers use N cores) and over machines with `shard=(K, N)`.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import time
+import zlib
+from functools import partial
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from .faces import PreprocessConfig
+from .utils import atomic_dir, atomic_write
+
+CLASSES = ("real", "fake")
+REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds"]
+# Files in a class folder that are certainly not videos; anything else is tried and reported if unreadable.
+NOT_VIDEO = {".txt", ".json", ".csv", ".md", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".ini", ".db", ".pdf",
+             ".zip", ".tar", ".gz", ".py", ".ipynb", ".xml", ".html", ".log", ".srt", ".vtt", ".pt"}
+
+
+@dataclass
+class VideoTask:
+    path: str      # absolute path of the video
+    video: str     # path relative to the dataset root, as written in the report (real/a.mp4)
+    label: str     # "real" | "fake"
+    name: str      # output folder name under OUT/<label>/ (the stem, unless another video has it)
+    note: str = ""  # said in the report's reason column (e.g. why the folder name keeps the extension)
+
+
+def find_videos(src: str | os.PathLike) -> list[VideoTask]:
+    """List the videos of a dataset root with `real/` and/or `fake/` folders, sorted, with output names.
+
+    Two videos with one stem in a class folder (a.avi, a.mp4): the first in sorted order gets folder
+    `a`, the next keeps its extension (`a.mp4`) and its report row says so. Raises FileNotFoundError
+    if `src` is missing and ValueError if it has neither real/ nor fake/.
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"dataset folder {src} does not exist (or is not a folder)")
+    class_dirs = {d.name.lower(): d for d in sorted(src.iterdir()) if d.is_dir() and d.name.lower() in CLASSES}
+    if not class_dirs:
+        seen = sorted(d.name for d in src.iterdir() if not d.name.startswith("."))[:8]
+        raise ValueError(f"{src} has no real/ or fake/ folder (it contains: {', '.join(seen) or 'nothing'}). "
+                         f"Put the videos in {src}/real/ and {src}/fake/ (GUIDE step 1) and run again")
+    tasks = []
+    for label in CLASSES:
+        if label not in class_dirs:
+            continue
+        taken: dict[str, str] = {}
+        for p in sorted(class_dirs[label].iterdir()):
+            if not p.is_file() or p.name.startswith(".") or p.suffix.lower() in NOT_VIDEO:
+                continue
+            name, note = p.stem, ""
+            if name in taken:
+                name = p.name
+                k = 2
+                while name in taken:
+                    name, k = f"{p.name}-{k}", k + 1
+                note = f"output folder {label}/{name} because {label}/{p.stem} is taken by {taken[p.stem]}"
+            taken[name] = p.name
+            tasks.append(VideoTask(str(p.resolve()), p.relative_to(src).as_posix(), label, name, note))
+    return tasks
+
+
+def parse_shard(shard) -> tuple[int, int] | None:
+    """'K/N' or (K, N) → (K, N) with 0 <= K < N; None stays None. Raises ValueError."""
+    if shard is None or shard == "":
+        return None
+    try:
+        k, n = (int(x) for x in (shard.split("/") if isinstance(shard, str) else shard))
+    except (ValueError, TypeError):
+        raise ValueError(f"shard must look like K/N (e.g. 0/4), got {shard!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"shard {k}/{n}: need N >= 1 and 0 <= K < N (shards are numbered 0..N-1)")
+    return k, n
+
+
+def in_shard(task: VideoTask, shard: tuple[int, int] | None) -> bool:
+    """Stable split by a hash of the video's relative path (the same on every machine and run)."""
+    return shard is None or zlib.crc32(task.video.encode()) % shard[1] == shard[0]
+
+
+# --- one video (runs in the main process or in a worker) -------------------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker() -> None:
+    """Pin every library to one thread, so N workers use N cores instead of fighting over them."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                "TF_NUM_INTEROP_THREADS"):
+        os.environ[var] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import cv2
+
+    from .faces import FaceDetector
+
+    cv2.setNumThreads(1)
+    _WORKER.update(detector=FaceDetector(threads=1), threads=1)
+
+
+def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0):
+    reason = "; ".join(r for r in (reason, task.note) if r)
+    return {"video": task.video, "label": task.label, "status": status, "reason": reason, "frames": frames,
+            "filled": filled, "seconds": round(seconds, 3)}
+
+
+def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
+    """The skipped_done row of a finished folder, with its frame counts and any settings mismatch."""
+    manifest = dest / "faces.json"
+    try:
+        m = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        n = len(list(dest.glob("frame_*.jpg")))
+        return _row(task, "skipped_done", f"{dest} exists without a readable faces.json (not written by dfdlib?); "
+                                          "kept as it is, use --overwrite to redo it", n)
+    old, new = m.get("preprocess") or {}, asdict(cfg)
+    diff = [f"{k} {old.get(k)!r}→{v!r}" for k, v in new.items() if k in old and old[k] != v]
+    reason = (f"done with other settings ({', '.join(diff)}); use --overwrite to redo it") if diff else ""
+    return _row(task, "skipped_done", reason, len(m.get("indices", [])), sum(m.get("filled", [])))
+
+
+def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = False) -> dict:
+    """Extract and save one video's faces; returns its report row. Never raises for a bad video."""
+    import cv2
+
+    from .faces import extract_faces
+
+    t0 = time.perf_counter()
+    cfg = PreprocessConfig.from_dict(cfg_dict)
+    dest = Path(out) / task.label / task.name
+    try:
+        if dest.is_dir() and not overwrite:
+            return _done_row(task, dest, cfg)
+        res = extract_faces(task.path, cfg, detector=_WORKER.get("detector"), threads=_WORKER.get("threads"))
+        if res.status != "ok":
+            reason = res.reason
+            if overwrite and dest.is_dir():  # the redo failed: the old crops no longer match the settings
+                shutil.rmtree(dest)
+                reason += f" (the previous {task.label}/{task.name} folder was removed)"
+            return _row(task, res.status, reason, seconds=time.perf_counter() - t0)
+        manifest = res.manifest()
+        manifest.update(video=task.video, label=task.label)
+        with atomic_dir(dest, overwrite=True) as tmp:
+            for i, crop in enumerate(res.crops):
+                if not cv2.imwrite(str(tmp / f"frame_{i}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]):
+                    raise OSError(f"could not write {tmp / f'frame_{i}.jpg'} (disk full or no permission?)")
+            # One key per line, lists inline: readable and diffable without 20 lines per box.
+            body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items())
+            (tmp / "faces.json").write_text("{\n" + body + "\n}\n")
+        return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0)
+    except Exception as e:  # one broken video (or a full disk) is reported, the batch goes on
+        return _row(task, "unreadable", f"{task.path}: unexpected {type(e).__name__}: {e}",
+                    seconds=time.perf_counter() - t0)
+
+
+def _clean_stale(out: Path, tasks: list[VideoTask]) -> int:
+    """Remove temp/old folders of interrupted runs, only those of our own videos (other shards may be live)."""
+    n = 0
+    for t in tasks:
+        base = glob.escape(str(out / t.label / f".{t.name}"))
+        for p in glob.glob(base + ".tmp-*") + glob.glob(base + ".old-*"):
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n
+
+
+# --- many videos -------------------------------------------------------------------------------------
+def _crash_row(task: VideoTask) -> dict:
+    return _row(task, "unreadable", f"{task.path}: the worker process died on this video (out of memory or a "
+                                    "decoder crash); re-encode it or remove it")
+
+
+def run_tasks(tasks: list, fn, workers: int = 1, on_row=None, initializer=_init_worker) -> list[dict]:
+    """Run fn(task) -> row for every task, in this process (workers=1) or a spawn process pool.
+
+    `initializer` runs once in each worker process (default: pin threads, build its MTCNN).
+    If a worker process dies (killed, out of memory, decoder segfault), the videos it may have had
+    are rerun one at a time in a one-worker pool to find the one that kills it; that one gets an
+    `unreadable` row, and every other video still gets processed. Returns rows in task order.
+    """
+    rows: dict[int, dict] = {}
+
+    def record(i: int, row: dict) -> None:
+        rows[i] = row
+        if on_row:
+            on_row(row)
+
+    if workers <= 1:
+        for i, t in enumerate(tasks):
+            record(i, fn(t))
+        return [rows[i] for i in range(len(tasks))]
+    queue = list(range(len(tasks)))
+    while queue:
+        crashed = _pool_pass(tasks, queue, fn, min(workers, len(queue)), record, initializer)
+        queue = [i for i in queue if i not in rows]
+        if not crashed:
+            break
+        # Tasks are dispatched in order, so the culprit is among the first workers + 1 unfinished ones.
+        suspects, queue = queue[:workers + 1], queue[workers + 1:]
+        while suspects:
+            crashed = _pool_pass(tasks, suspects, fn, 1, record, initializer)
+            suspects = [i for i in suspects if i not in rows]
+            if crashed and suspects:  # one worker runs tasks in order: the first unfinished one killed it
+                record(suspects[0], _crash_row(tasks[suspects[0]]))
+                suspects = suspects[1:]
+    return [rows[i] for i in range(len(tasks))]
+
+
+def _pool_pass(tasks, order: list[int], fn, workers: int, record, initializer) -> bool:
+    """Submit tasks[order] to a fresh pool; record finished rows. Returns True if the pool broke."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    crashed = False
+    # spawn, not fork: a forked TensorFlow deadlocks, and spawn behaves the same on Linux, macOS, Windows
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=initializer) as ex:
+        futures = {ex.submit(fn, tasks[i]): i for i in order}
+        try:
+            for fut in as_completed(futures):
+                try:
+                    record(futures[fut], fut.result())
+                except BrokenProcessPool:
+                    crashed = True
+        except BaseException:
+            ex.shutdown(wait=False, cancel_futures=True)
+            raise
+    return crashed
+
+
+def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: PreprocessConfig | None = None,
+                       workers: int = 1, shard=None, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Extract face crops for every video of a dataset (stage 1).
+
+    Takes the dataset root (`real/`, `fake/`), the output root, a PreprocessConfig, the number of
+    worker processes, an optional shard ("K/N" or (K, N): this run does only its share, with no
+    overlap between shards), `overwrite` (redo finished videos) and `progress` (bar + summary).
+    Writes `<out>/<label>/<name>/frame_<i>.jpg` + `faces.json` per ok video and the report
+    `<out>/preprocess_report.csv` (`preprocess_report_shard-K-of-N.csv` for a shard, so machines
+    sharing `out` do not overwrite each other's). Returns the report as a DataFrame.
+    Raises FileNotFoundError / ValueError for a missing dataset folder or bad arguments.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = (config or PreprocessConfig()).validate()
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    shard = parse_shard(shard)
+    out = Path(out)
+    all_tasks = find_videos(src)
+    tasks = [t for t in all_tasks if in_shard(t, shard)]
+    out.mkdir(parents=True, exist_ok=True)
+    _clean_stale(out, tasks)
+    finished = [not overwrite and (out / t.label / t.name).is_dir() for t in tasks]
+    todo = [t for t, f in zip(tasks, finished) if not f]
+    counts = dict.fromkeys(("ok", "no_face", "too_short", "unreadable"), 0)
+    bar = tqdm(total=len(todo), unit="video", desc="preprocess", disable=not progress or not todo)
+
+    def on_row(row: dict) -> None:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+        bar.update(1)
+        bar.set_postfix({k: v for k, v in counts.items() if v or k == "ok"}, refresh=False)
+
+    fn = partial(process_video, out=str(out), cfg_dict=asdict(cfg), overwrite=overwrite)
+    done_rows = [fn(t) for t, f in zip(tasks, finished) if f]  # cheap: reads faces.json only
+    workers = min(int(workers), max(1, len(todo)))
+    if todo and workers == 1:
+        from .faces import default_detector
+
+        default_detector()  # build MTCNN before the clock of the first video starts
+    try:
+        rows = run_tasks(todo, fn, workers, on_row)
+    finally:
+        bar.close()
+    report = pd.DataFrame(done_rows + rows, columns=REPORT_COLUMNS)
+    report = report.sort_values(["label", "video"], key=lambda s: s.map(_label_order) if s.name == "label" else s)
+    report = report.reset_index(drop=True)
+    name = "preprocess_report.csv" if shard is None else f"preprocess_report_shard-{shard[0]}-of-{shard[1]}.csv"
+    with atomic_write(out / name, newline="") as f:
+        report.to_csv(f, index=False)
+    if progress:
+        _print_summary(report, out / name, len(all_tasks), shard)
+    return report
+
+
+def _label_order(label: str) -> int:
+    return CLASSES.index(label) if label in CLASSES else len(CLASSES)
+
+
+def _print_summary(report: pd.DataFrame, path: Path, n_all: int, shard) -> None:
+    counts = report["status"].value_counts()
+    parts = [f"{counts.get(s, 0)} {s}" for s in ("ok", "skipped_done", "no_face", "too_short", "unreadable")]
+    where = f" (shard {shard[0]}/{shard[1]} of {n_all})" if shard else ""
+    print(f"preprocess: {len(report)} videos{where}: {', '.join(parts)}; report: {path}")
+    bad = report[~report["status"].isin(["ok", "skipped_done"])]
+    for _, r in bad.head(5).iterrows():
+        print(f"  {r['status']}: {r['reason']}")
+    if len(bad) > 5:
+        print(f"  ... and {len(bad) - 5} more (see the report's reason column)")
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+_HELP = {
+    "frames": "frames sampled per video", "sampling": "even (whole video) or first (first N frames)",
+    "size": "face crop side in px", "margin": "context on each side, fraction of the face box",
+    "min_confidence": "MTCNN confidence threshold", "min_face_size": "smallest face side in px (full resolution)",
+    "detect_max_side": "detect on a copy at most this long (0: full resolution)",
+    "jpeg_quality": "JPEG quality of the crops", "min_detected": "share of frames that must show the face",
+    "track_iou": "IoU linking one face across frames",
+}
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "preprocess", help="videos → face crops: SRC/{real,fake}/* → OUT/{real,fake}/<video>/frame_<i>.jpg",
+        description="Sample frames, detect and track one face per video (MTCNN), save square crops. Rerunning "
+                    "skips finished videos.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("src", help="dataset root with real/ and fake/ folders of videos")
+    p.add_argument("out", help="output root for the face crops")
+    defaults = PreprocessConfig()
+    for f in fields(PreprocessConfig):
+        kw = {"choices": ["even", "first"]} if f.name == "sampling" else {}
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
+                       default=getattr(defaults, f.name), help=_HELP.get(f.name, ""), **kw)
+    p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each)")
+    p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4")
+    p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})
+    report = preprocess_dataset(args.src, args.out, cfg, workers=args.workers, shard=args.shard,
+                                overwrite=args.overwrite, progress=not args.no_progress)
+    usable = report["status"].isin(["ok", "skipped_done"]).sum()
+    return 0 if usable or report.empty else 1

@@ -1,0 +1,767 @@
+"""Trainer for the ResNeXt-LSTM detector: the guide's Step 4 (`Model_and_train_csv.ipynb`) as a function.
+
+`train(TrainConfig(...))` reads the labels CSV and the processed face folders, trains with AdamW, class
+balancing, gradient accumulation, AMP (CUDA), an LR schedule, clipping and early stopping, and writes a
+run folder (docs/design.md): the best model by a validation metric (never the test split), `last.pt` for
+`resume=True`, `history.csv`, `metrics.json` and `plots/`. The same code runs under
+`torchrun --nproc_per_node=N -m dfdlib train ...` with DistributedDataParallel (rank 0 writes files).
+
+Exact resume: the sampler order is a function of (seed, epoch) (DistributedSampler), each training
+item's augmentation is seeded by (seed, epoch, rank, position), and last.pt stores the remaining RNG
+state (dropout), so stopping between epochs and resuming reproduces the uninterrupted weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+LAST_FORMAT = "dfdlib-last/1"
+_CHOICES = {
+    "loss": ("ce", "bce"), "balance": ("weighted", "sampler", "none"), "amp": ("auto", "bf16", "fp16", "off"),
+    "lr_schedule": ("cosine", "onecycle", "none"), "monitor": ("val_auc", "val_loss"), "sampling": ("even", "first"),
+}
+# Fields that may differ between a run and its resumption without changing what is being trained.
+_RESUME_FREE = {"resume", "num_epochs", "show_progress", "num_workers", "device", "early_stopping", "out_dir",
+                "dataset_path", "csv_file", "max_steps_per_epoch", "cache"}
+
+
+@dataclass
+class TrainConfig:
+    dataset_path: str = "data/processed"      # processed root: <root>/<real|fake>/<video>/frame_<i>.jpg
+    csv_file: str = "labels/labels.csv"       # labels CSV: filename,label[,split,...] (split made if absent)
+    out_dir: str = "runs/train"               # run folder: model file, last.pt, history.csv, metrics.json, plots/
+    sequence_length: int = 20                 # frames per clip (the guide: 10, 20 or 100)
+    batch_size: int = 4                       # clips per step per process (the guide's default)
+    learning_rate: float = 1e-4               # peak AdamW learning rate
+    num_epochs: int = 50                      # upper bound; early stopping may end sooner
+    device: str = "auto"                      # "auto" = cuda > mps > cpu; or "cuda", "cuda:1", "cpu"
+    weight_decay: float = 1e-4                # AdamW decoupled weight decay
+    num_workers: int = 2                      # DataLoader worker processes (0 = load in the main process)
+    seed: int = 42                            # seeds init, split (if made here), sampler, augmentation, dropout
+    loss: str = "ce"                          # "ce": 2 logits + cross-entropy; "bce": 1 logit + BCE-with-logits
+    balance: str = "weighted"                 # class imbalance: "weighted" loss, balanced "sampler", or "none"
+    grad_accum: int = 1                       # micro-batches per optimizer step (effective batch = batch*accum)
+    amp: str = "auto"                         # "auto" = bf16 if the GPU has it else fp16, off on CPU; "bf16"|"fp16"|"off"
+    channels_last: bool = True                # NHWC convolutions on CUDA (faster with AMP); ignored on CPU
+    lr_schedule: str = "cosine"               # per-step schedule: "cosine" (after warm-up), "onecycle", "none"
+    warmup_epochs: int = 1                    # linear warm-up length for "cosine" / ramp length for "onecycle"
+    grad_clip: float = 1.0                    # max gradient norm (0 = no clipping); LSTMs can spike
+    early_stopping: int = 10                  # stop after this many epochs without improvement (0 = off)
+    monitor: str = "val_auc"                  # best-model metric: "val_auc" (ties → lower val loss) or "val_loss"
+    backbone: str = "resnext50_32x4d"         # frame CNN: "resnext50_32x4d", "resnet18" or "tiny" (tests, CPU demo)
+    weights: str | None = "imagenet"          # backbone init: None, "imagenet" (torch cache) or a .pth path
+    hidden_dim: int = 2048                    # LSTM hidden size
+    lstm_layers: int = 1                      # stacked LSTM layers
+    bidirectional: bool = False               # bidirectional LSTM
+    dropout: float = 0.4                      # dropout before the classifier
+    image_size: int = 224                     # crops are resized to image_size x image_size
+    sampling: str = "even"                    # which frames form a clip: "even" spread or the "first" N
+    augment: bool = True                      # train-time augmentation (flip, crop, jitter, rotation, JPEG/blur)
+    cache: bool = True                        # keep decoded uint8 clips in memory: no JPEG decoding after epoch 1
+    resume: bool = False                      # continue from <out_dir>/last.pt (exactly, see module docstring)
+    deterministic: bool = False               # deterministic kernels (slower); exact-resume tests use it
+    max_steps_per_epoch: int | None = None    # cap optimizer steps per epoch (smoke runs); None = full epoch
+    show_progress: bool = True                # tqdm bar per epoch
+    freeze_backbone_epochs: int = 0           # train only LSTM + head for the first N epochs (small datasets)
+
+    def __post_init__(self):
+        for k, v in dataclasses.asdict(self).items():
+            if isinstance(v, os.PathLike):
+                setattr(self, k, os.fspath(v))
+        if isinstance(self.weights, str) and self.weights.lower() in ("", "none", "null"):
+            self.weights = None
+        for k, allowed in _CHOICES.items():
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"TrainConfig.{k}={getattr(self, k)!r}: choose one of {', '.join(allowed)}")
+        for k in ("sequence_length", "batch_size", "num_epochs", "grad_accum", "image_size", "hidden_dim",
+                  "lstm_layers"):
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"TrainConfig.{k} must be >= 1, got {getattr(self, k)}")
+        for k in ("num_workers", "warmup_epochs", "early_stopping", "freeze_backbone_epochs", "weight_decay",
+                  "grad_clip"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"TrainConfig.{k} must be >= 0, got {getattr(self, k)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError("TrainConfig.max_steps_per_epoch must be None or >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a dict (e.g. a model file's meta["train"]); unknown keys raise ValueError (typos)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        """Plain dict (paths as str) for JSON, model metadata and last.pt."""
+        return {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class TrainResult:
+    history: object            # pd.DataFrame: epoch, train_loss, train_acc, val_loss, val_acc, val_auc, lr, seconds
+    best_model_path: Path      # model_<seq>_acc_<val_acc>_final_data.pt (best validation epoch)
+    last_path: Path            # last.pt: full state for resume=True
+    test_metrics: dict | None  # compute_metrics on the test split at `threshold`; None without a test split
+    val_metrics: dict          # validation metrics of the best epoch (threshold 0.5)
+    run_dir: Path              # the run folder (= config.out_dir)
+    threshold: float           # decision threshold chosen on validation (Youden's J), stored in the model file
+
+
+# ------------------------------------------------------------------------------------------- sampling
+class _SeededIndices:
+    """Wrap a sampler to yield (seed, index): each item's augmentation seed is a function of
+    (run seed, epoch, rank, position), independent of worker count, persistence and resumption."""
+
+    def __init__(self, inner, seed: int, rank: int):
+        self.inner, self.seed, self.rank, self.epoch = inner, seed, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self):
+        idx = list(self.inner)
+        seeds = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(len(idx), np.uint64)
+        return iter([(int(s) >> 1, int(i)) for s, i in zip(seeds, idx, strict=True)])
+
+
+class _WeightedShards:
+    """Class-balanced sampling with replacement, sharded across processes; order set by (seed, epoch)."""
+
+    def __init__(self, labels: list[int], seed: int, rank: int, world: int):
+        y = np.asarray(labels)
+        counts = np.bincount(y, minlength=2).astype(float)
+        self.weights = (1.0 / np.maximum(counts, 1))[y]
+        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+        self.per_rank = math.ceil(len(y) / world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self):
+        import torch
+
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        idx = torch.multinomial(torch.as_tensor(self.weights), self.per_rank * self.world, True, generator=g)
+        return iter(idx[self.rank::self.world].tolist())
+
+
+class _SeededDataset:
+    """Dataset view taking (seed, index) keys: seeds torch's CPU RNG (which transforms v2 draw from)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, key):
+        import torch
+
+        seed, i = key
+        torch.random.default_generator.manual_seed(seed)
+        return self.ds[i]
+
+
+# ---------------------------------------------------------------------------------------- the trainer
+def _rank_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig):
+        import torch
+
+        self.cfg, self.torch = cfg, torch
+        self.rank, self.world, self.local_rank = _rank_info()
+        self.main = self.rank == 0
+        self.run_dir = Path(cfg.out_dir)
+        self.last_path = self.run_dir / "last.pt"
+        self.device = self._setup_device()
+
+    # ---- setup
+    def _setup_device(self):
+        torch = self.torch
+        from .utils import resolve_device
+
+        device = resolve_device(self.cfg.device)
+        self._own_pg = False
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if device.type == "cuda":
+                device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(device)
+            elif device.type != "cpu":
+                device = torch.device("cpu")  # DDP supports CUDA (nccl) and CPU (gloo) only
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+                self._own_pg = True
+        return device
+
+    def log(self, msg: str) -> None:
+        if self.main:
+            from tqdm.auto import tqdm
+
+            tqdm.write(msg)
+
+    def _labels(self):
+        from .labels import split_labels, validate_labels
+
+        cfg = self.cfg
+        df = validate_labels(cfg.csv_file, cfg.dataset_path, sequence_length=cfg.sequence_length, short="pad")
+        if "split" not in df.columns or df["split"].eq("").all():
+            df = split_labels(df, seed=cfg.seed)
+            self.log(f"{cfg.csv_file} has no split column: split 70/15/15 here with seed={cfg.seed} "
+                     "(save a split with `dfd labels` to keep it fixed across runs)")
+        elif df["split"].eq("").any():
+            raise ValueError(f"{cfg.csv_file}: {int(df['split'].eq('').sum())} rows have an empty split; fill "
+                             "train/val/test or re-split with dfdlib.split_labels / `dfd labels`")
+        for s in ("train", "val"):
+            if not df["split"].eq(s).any():
+                raise ValueError(f"{cfg.csv_file} has no '{s}' rows; training needs train and val splits "
+                                 "(re-split with dfdlib.split_labels or `dfd labels --ratios 0.7,0.15,0.15`)")
+        return df
+
+    def _preprocess_settings(self, df) -> dict | None:
+        # predict must crop faces the way the training data was cropped: keep the detector settings.
+        for name in df["filename"][:50]:
+            p = Path(self.cfg.dataset_path) / name / "faces.json"
+            if p.is_file():
+                with contextlib.suppress(ValueError, OSError):
+                    doc = json.loads(p.read_text())
+                    for key in ("preprocess", "config", "settings"):
+                        if isinstance(doc.get(key), dict):
+                            return json.loads(json.dumps(doc[key]))
+        return None
+
+    def _data(self, df):
+        torch = self.torch
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        from .data import FaceSequenceDataset, build_transforms
+
+        cfg = self.cfg
+
+        def dataset(split: str, train: bool):
+            part = df[df["split"] == split].reset_index(drop=True)
+            if not len(part):
+                return None
+            tf = build_transforms(train and cfg.augment, cfg.image_size)
+            return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, transform=tf,
+                                       sampling=cfg.sampling, cache=cfg.cache)
+
+        self.train_ds = dataset("train", True)
+        self.val_ds, self.test_ds = dataset("val", False), dataset("test", False)
+        if cfg.balance == "sampler":
+            inner = _WeightedShards(self.train_ds.labels, cfg.seed, self.rank, self.world)
+        else:
+            inner = DistributedSampler(self.train_ds, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                       seed=cfg.seed)
+        self.sampler = _SeededIndices(inner, cfg.seed, self.rank)
+        pin = self.device.type == "cuda"
+        # Persistent workers keep their in-memory clip cache across epochs (each worker caches its own).
+        common = dict(num_workers=cfg.num_workers, pin_memory=pin, persistent_workers=cfg.num_workers > 0)
+        self.train_loader = DataLoader(_SeededDataset(self.train_ds), batch_size=cfg.batch_size,
+                                       sampler=self.sampler, generator=torch.Generator().manual_seed(cfg.seed),
+                                       **common)
+
+        def eval_loader(ds, persistent: bool):
+            if ds is None:
+                return None
+            return DataLoader(ds, batch_size=cfg.batch_size, sampler=range(self.rank, len(ds), self.world),
+                              num_workers=cfg.num_workers, pin_memory=pin,
+                              persistent_workers=persistent and cfg.num_workers > 0)
+
+        self.val_loader = eval_loader(self.val_ds, cfg.cache)
+        self.test_loader = eval_loader(self.test_ds, False)
+
+    def _model(self, resuming: bool):
+        torch = self.torch
+        from torch import nn
+
+        from .model import ResNeXtLSTM
+
+        cfg = self.cfg
+        self.model = ResNeXtLSTM(num_classes=1 if cfg.loss == "bce" else 2, hidden_dim=cfg.hidden_dim,
+                                 lstm_layers=cfg.lstm_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
+                                 backbone=cfg.backbone, weights=None if resuming else cfg.weights).to(self.device)
+        if cfg.channels_last and self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        counts = np.bincount(np.asarray(self.train_ds.labels), minlength=2).astype(float)
+        if cfg.balance == "weighted" and counts.min() > 0:
+            w = counts.sum() / (2 * counts)  # inverse class frequency, mean weight 1
+        else:
+            w = np.ones(2)
+        if cfg.loss == "bce":
+            self.criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(w[1] / w[0], device=self.device))
+            self.eval_criterion = nn.BCEWithLogitsLoss(reduction="sum")
+        else:
+            self.criterion = nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32, device=self.device))
+            self.eval_criterion = nn.CrossEntropyLoss(reduction="sum")
+        # AMP: bf16 needs no loss scaling; fp16 does (GradScaler).
+        amp = cfg.amp
+        if amp == "auto":
+            amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if self.device.type == "cuda" else "off"
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ValueError("amp='fp16' needs a CUDA GPU; use amp='bf16' (CPUs with AVX512-BF16/AMX) or 'off'")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler("cuda" if self.device.type == "cuda" else "cpu", enabled=amp == "fp16")
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
+                                           weight_decay=cfg.weight_decay)
+        n_batches = len(self.train_loader)
+        if cfg.max_steps_per_epoch:
+            n_batches = min(n_batches, cfg.max_steps_per_epoch * cfg.grad_accum)
+        self.batches_per_epoch = n_batches
+        self.steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+        self.scheduler = self._schedule(self.steps_per_epoch * cfg.num_epochs)
+        self.ddp, self.frozen = None, None
+
+    def _schedule(self, total: int):
+        torch = self.torch
+        cfg = self.cfg
+        warm = min(cfg.warmup_epochs * self.steps_per_epoch, total // 2)
+        if cfg.lr_schedule == "onecycle" and total >= 2:
+            return torch.optim.lr_scheduler.OneCycleLR(self.optimizer, cfg.learning_rate, total_steps=total,
+                                                       pct_start=min(max(warm / total, 0.05), 0.5))
+        if cfg.lr_schedule == "cosine":
+            def factor(step: int) -> float:
+                if step < warm:
+                    return (step + 1) / warm
+                t = min(1.0, (step - warm) / max(1, total - warm))
+                return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))  # floor at 1 % of the peak
+        else:
+            def factor(step: int) -> float:
+                return 1.0
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+    def _set_frozen(self, frozen: bool) -> None:
+        if frozen == self.frozen:
+            return
+        for p in self.model.backbone.parameters():
+            p.requires_grad_(not frozen)
+        self.frozen = frozen
+        if self.world > 1:  # DDP registers the trainable parameters when it is built: rebuild on change
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DDP(self.model, device_ids=ids)
+
+    # ---- state
+    def _rng_state(self) -> dict:
+        torch = self.torch
+        np_state = np.random.get_state(legacy=True)
+        state = {"python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+                 "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, state: dict) -> None:
+        torch = self.torch
+        v, internal, g = state["python"]
+        random.setstate((v, tuple(internal), g))
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+    def _gather(self, obj) -> list:
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def _save_last(self, epoch: int, stopped: bool) -> None:
+        rngs = self._gather(self._rng_state())  # collective: every rank takes part, rank 0 writes
+        if not self.main:
+            return
+        from .utils import atomic_write
+
+        state = {
+            "format": LAST_FORMAT, "epoch": epoch, "stopped": stopped, "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "best": self.best, "history": self.history, "rng": rngs,
+        }
+        with atomic_write(self.last_path, "wb") as f:
+            self.torch.save(state, f)
+
+    def _load_last(self) -> int:
+        state = self.torch.load(self.last_path, map_location=self.device, weights_only=True)
+        if state.get("format") != LAST_FORMAT:
+            raise ValueError(f"{self.last_path} is not a dfdlib resume file; start a new run (resume=False)")
+        changed = {k: (v, getattr(self.cfg, k)) for k, v in state["config"].items()
+                   if k not in _RESUME_FREE and getattr(self.cfg, k, v) != v}
+        if changed:
+            raise ValueError(f"resume=True but these settings differ from the run in {self.run_dir}: "
+                             + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changed.items())
+                             + ". Use the run's settings or start a new run in another out_dir.")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.best, self.history = state["best"], list(state["history"])
+        rngs = state["rng"]
+        self._set_rng_state(rngs[self.rank] if len(rngs) == self.world else rngs[0])
+        self.stopped = bool(state["stopped"])
+        self.log(f"resuming {self.run_dir} after epoch {state['epoch']}/{self.cfg.num_epochs}")
+        return int(state["epoch"])
+
+    def _clear_old_run(self) -> None:
+        """A fresh run in a folder holding an earlier run replaces that run's files (not other files)."""
+        if not self.main or not self.last_path.exists():
+            return
+        self.log(f"{self.run_dir} holds an earlier run: starting a new one (resume=True would continue it)")
+        with contextlib.suppress(Exception):
+            old = self.torch.load(self.last_path, map_location="cpu", weights_only=True)
+            if old.get("best", {}).get("path"):
+                (self.run_dir / Path(old["best"]["path"]).name).unlink(missing_ok=True)
+        for name in ("last.pt", "history.csv", "metrics.json"):
+            (self.run_dir / name).unlink(missing_ok=True)
+
+    # ---- epochs
+    def _loss(self, logits, y):
+        if self.cfg.loss == "bce":
+            return self.criterion(logits.float().view(-1), y.float())
+        return self.criterion(logits.float(), y)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return self.torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, float]:
+        torch, cfg = self.torch, self.cfg
+        from tqdm.auto import tqdm
+
+        self._set_frozen(epoch < cfg.freeze_backbone_epochs)
+        net = self.ddp or self.model
+        net.train()
+        if self.frozen:
+            self.model.backbone.eval()  # frozen BatchNorm statistics too
+        self.sampler.set_epoch(epoch)
+        total, accum = self.batches_per_epoch, cfg.grad_accum
+        loss_sum = correct = seen = 0.0
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        bar = tqdm(total=total, desc=f"Epoch {epoch + 1}/{cfg.num_epochs}", unit="batch", leave=False,
+                   disable=not (cfg.show_progress and self.main))
+        t0 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (x, y) in enumerate(self.train_loader):
+            if i >= total:
+                break
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            start = (i // accum) * accum
+            group = min(accum, total - start)
+            step_now = i + 1 == start + group
+            sync = contextlib.nullcontext() if (self.ddp is None or step_now) else self.ddp.no_sync()
+            with sync:
+                with self._autocast():
+                    logits = net(x)
+                loss = self._loss(logits, y)
+                self.scaler.scale(loss / group).backward()
+            if step_now:
+                if cfg.grad_clip:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                if not (isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR)
+                        and self.scheduler.last_epoch + 1 >= self.scheduler.total_steps):
+                    self.scheduler.step()
+            with torch.no_grad():
+                pred = self.model.prob_fake(logits.detach()) >= 0.5
+                loss_sum += float(loss) * len(y)
+                correct += float((pred.long() == y).sum())
+                seen += len(y)
+            bar.update()
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        bar.close()
+        secs = time.perf_counter() - t0
+        tot = np.sum(self._gather((loss_sum, correct, seen, secs)), axis=0)
+        # plain floats: history rows go into last.pt, which is read back with weights_only=True
+        return float(tot[0] / max(tot[2], 1)), float(tot[1] / max(tot[2], 1)), float(tot[2] / (tot[3] / self.world))
+
+    def _predict(self, loader, ds):
+        """P(fake) for every item of `ds` (gathered from all ranks, in dataset order) and mean plain loss."""
+        torch = self.torch
+        self.model.eval()
+        ys, ps, loss_sum = [], [], 0.0
+        with torch.no_grad():
+            for x, y in loader:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device)
+                with self._autocast():
+                    logits = self.model(x)
+                logits = logits.float()
+                target = y.float() if self.cfg.loss == "bce" else y
+                loss_sum += float(self.eval_criterion(logits.view(-1) if self.cfg.loss == "bce" else logits, target))
+                ys += y.tolist()
+                ps += self.model.prob_fake(logits).tolist()
+        parts = self._gather((list(range(self.rank, len(ds), self.world)), ys, ps, loss_sum))
+        order = np.concatenate([p[0] for p in parts]).astype(int)
+        y_all = np.empty(len(ds), dtype=np.int64)
+        p_all = np.empty(len(ds))
+        y_all[order] = np.concatenate([p[1] for p in parts])
+        p_all[order] = np.concatenate([p[2] for p in parts])
+        return y_all, p_all, float(sum(p[3] for p in parts) / max(len(ds), 1))
+
+    def _score(self, row: dict) -> list:
+        if self.cfg.monitor == "val_loss":
+            return [-row["val_loss"]]
+        auc = row["val_auc"]
+        return [-math.inf if auc is None else auc, -row["val_loss"]]
+
+    def _save_best(self, row: dict, metrics: dict, threshold: float) -> str:
+        import dfdlib
+
+        from .model import save_model
+
+        cfg = self.cfg
+        name = f"model_{cfg.sequence_length}_acc_{100 * metrics['accuracy']:.1f}_final_data.pt"
+        if self.main:
+            meta = {
+                "model": self.model.config(), "sequence_length": cfg.sequence_length, "image_size": cfg.image_size,
+                "sampling": cfg.sampling, "preprocess": self.preprocess, "class_names": ["REAL", "FAKE"],
+                "threshold": float(threshold), "metrics": metrics, "train": cfg.to_dict(),
+                "dfdlib_version": dfdlib.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            save_model(self.run_dir / name, self.model, meta)
+            old = (self.best or {}).get("path")
+            if old and Path(old).name != name:
+                (self.run_dir / Path(old).name).unlink(missing_ok=True)
+        return str(self.run_dir / name)
+
+    def _write_history(self) -> None:
+        if self.main:
+            import pandas as pd
+
+            from .utils import atomic_write
+
+            with atomic_write(self.run_dir / "history.csv") as f:
+                pd.DataFrame(self.history).to_csv(f, index=False)
+
+    def _oom_message(self, epoch: int) -> str:
+        cfg = self.cfg
+        return (f"CUDA out of memory in epoch {epoch + 1} (batch_size={cfg.batch_size}, sequence_length="
+                f"{cfg.sequence_length}, image_size={cfg.image_size}, amp={cfg.amp}, backbone={cfg.backbone}). "
+                f"Lower batch_size (e.g. {max(1, cfg.batch_size // 2)}) and set grad_accum="
+                f"{cfg.grad_accum * 2} to keep the effective batch, or lower sequence_length or image_size; "
+                f"keep amp on. Finished epochs are safe in {self.last_path}: rerun with resume=True "
+                "(--resume) after changing batch_size/grad_accum.")
+
+    # ---- main loop
+    def fit(self) -> TrainResult:
+        torch, cfg = self.torch, self.cfg
+        from .utils import seed_everything
+
+        df = self._labels()
+        self.preprocess = self._preprocess_settings(df)
+        seed_everything(cfg.seed)
+        self._data(df)
+        resuming = cfg.resume and self.last_path.exists()
+        if cfg.resume and not resuming:
+            self.log(f"resume=True but {self.last_path} does not exist: starting a new run")
+        self._model(resuming)
+        torch.manual_seed(cfg.seed + self.rank)  # dropout differs across ranks; init was identical
+        self.best, self.history, self.stopped, start = None, [], False, 0
+        if resuming:
+            start = self._load_last()
+        else:
+            self._clear_old_run()
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.log(f"training on {self.device} ({self.world} process{'es' if self.world > 1 else ''}): "
+                     f"{len(self.train_ds)} train / {len(self.val_ds)} val / "
+                     f"{len(self.test_ds) if self.test_ds else 0} test clips, amp={self.amp_dtype or 'off'}")
+        from .metrics import best_threshold, compute_metrics
+
+        since_best = 0 if not self.history else self.history[-1]["epoch"] - (self.best or {}).get("epoch", 0)
+        epoch = start
+        for epoch in range(start, cfg.num_epochs):
+            if self.stopped:
+                break
+            t0 = time.perf_counter()
+            try:
+                train_loss, train_acc, clips_s = self._train_epoch(epoch)
+            except torch.OutOfMemoryError as e:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                raise RuntimeError(self._oom_message(epoch)) from e
+            y, p, val_loss = self._predict(self.val_loader, self.val_ds)
+            m = compute_metrics(y, p)
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                   "val_acc": m["accuracy"], "val_auc": m["roc_auc"], "lr": self.optimizer.param_groups[0]["lr"],
+                   "seconds": round(time.perf_counter() - t0, 3), "clips_per_s": round(clips_s, 2)}
+            self.history.append(row)
+            improved = self.best is None or self._score(row) > self.best["score"]
+            if improved:
+                m = dict(m, epoch=row["epoch"])
+                thr = best_threshold(y, p)
+                path = self._save_best(row, m, thr)
+                self.best = {"score": self._score(row), "epoch": row["epoch"], "path": path, "threshold": thr,
+                             "metrics": m}
+                since_best = 0
+            else:
+                since_best += 1
+            auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+            self.log(f"Epoch {epoch + 1}/{cfg.num_epochs}  Loss: {train_loss:.4f} | Val_Loss: {val_loss:.4f} | "
+                     f"Accuracy: {100 * m['accuracy']:.1f}% | Val_AUC: {auc}" + ("  (best, saved)" if improved else ""))
+            self.stopped = bool(cfg.early_stopping) and since_best >= cfg.early_stopping
+            self._write_history()
+            self._save_last(epoch + 1, self.stopped)
+            if self.stopped:
+                self.log(f"early stopping: no {cfg.monitor} improvement for {cfg.early_stopping} epochs")
+        return self._finish()
+
+    def _finish(self) -> TrainResult:
+        import pandas as pd
+
+        from .metrics import compute_metrics, format_metrics_table, plot_confusion, plot_history, plot_roc
+
+        if self.best is None:
+            raise RuntimeError(f"no finished epoch in {self.run_dir}; nothing to evaluate")
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # rank 0 has written the best model file
+        state = self.torch.load(self.best["path"], map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["state_dict"])
+        thr = float(self.best["threshold"])
+        test = None
+        if self.test_ds is not None:
+            y, p, _ = self._predict(self.test_loader, self.test_ds)
+            test = compute_metrics(y, p, threshold=thr)
+        else:
+            y, p, _ = self._predict(self.val_loader, self.val_ds)
+        history = pd.DataFrame(self.history)
+        if self.main:
+            from .utils import atomic_write
+
+            doc = {"test": test, "val": self.best["metrics"], "threshold": thr, "best_epoch": self.best["epoch"],
+                   "monitor": self.cfg.monitor, "model": Path(self.best["path"]).name}
+            with atomic_write(self.run_dir / "metrics.json") as f:
+                json.dump(doc, f, indent=2)
+            plots = self.run_dir / "plots"
+            split = "test" if test else "validation"
+            cm = (test or compute_metrics(y, p, threshold=thr))["confusion_matrix"]
+            plot_history(history, plots / "curves.png")
+            plot_confusion(cm, plots / "confusion.png", title=f"Confusion matrix ({split})")
+            plot_roc(y, p, plots / "roc.png", title=f"ROC ({split})")
+            if test:
+                f1 = "n/a" if test["f1"] is None else f"{test['f1']:.3f}"
+                prec = "n/a" if test["precision"] is None else f"{test['precision']:.2f}"
+                rec = "n/a" if test["recall"] is None else f"{test['recall']:.2f}"
+                self.log(f"\nFinal Test Accuracy: {100 * test['accuracy']:.1f}%\n"
+                         f"Precision: {prec} | Recall: {rec} | F1: {f1}\n\n{format_metrics_table(test)}")
+            self.log(f"best model: {self.best['path']}")
+        return TrainResult(history=history, best_model_path=Path(self.best["path"]), last_path=self.last_path,
+                           test_metrics=test, val_metrics=self.best["metrics"], run_dir=self.run_dir, threshold=thr)
+
+    def close(self) -> None:
+        if self._own_pg:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def train(config: TrainConfig | dict | None = None, **overrides) -> TrainResult:
+    """Train a ResNeXt-LSTM on a labels CSV + processed folders and write the run folder.
+
+    Takes a TrainConfig (or dict of its fields), fields overridable by keyword. Returns a TrainResult.
+    Raises FileNotFoundError (CSV / processed root), LabelsError (bad rows), ValueError (bad settings,
+    missing val split, resume mismatch) and RuntimeError for CUDA out of memory (with what to lower).
+    Under torchrun (WORLD_SIZE > 1) it runs DistributedDataParallel; rank 0 writes files and prints.
+    """
+    import torch
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config or {}))
+    if overrides:
+        cfg = TrainConfig.from_dict(cfg.to_dict() | overrides)
+    prev_threads, prev_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    trainer = _Trainer(cfg)
+    try:
+        if trainer.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # One process per core group: intra-op threads share the cores with the other DDP ranks.
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", trainer.world))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        return trainer.fit()
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det)
+        torch.backends.cudnn.benchmark = prev_bench
+        trainer.close()
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+_FLAG_ALIASES = {"csv_file": ["--csv"], "dataset_path": ["--data"], "out_dir": ["--out"], "num_epochs": ["--epochs"],
+                 "learning_rate": ["--lr"]}
+
+
+def add_cli(subparsers) -> None:
+    """Register `dfd train`: one flag per TrainConfig field (plus the guide-style short names)."""
+    import argparse
+
+    p = subparsers.add_parser(
+        "train", help="train the ResNeXt-LSTM detector on a labels CSV + processed faces",
+        description="Example: dfd train --csv labels/labels.csv --data data/processed --out runs/x "
+                    "--sequence-length 20 --epochs 50. Under torchrun it trains with DDP.",
+        argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", metavar="JSON", help="TrainConfig fields as a JSON file; flags override it")
+    for f in dataclasses.fields(TrainConfig):
+        flags = _FLAG_ALIASES.get(f.name, []) + [f"--{f.name.replace('_', '-')}"]
+        default = f.default
+        kw: dict = {"dest": f.name, "help": f"(default: {default})"}
+        if isinstance(default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif f.name in _CHOICES:
+            kw["choices"] = _CHOICES[f.name]
+        elif isinstance(default, int) or f.name == "max_steps_per_epoch":
+            kw["type"] = int
+        elif isinstance(default, float):
+            kw["type"] = float
+        p.add_argument(*flags, **kw)
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    base = {}
+    if getattr(args, "config", None):
+        base = json.loads(Path(args.config).read_text())
+    result = train(TrainConfig.from_dict(base | given))
+    if result.run_dir and int(os.environ.get("RANK", "0")) == 0:
+        print(f"run folder: {result.run_dir}")
+    return 0

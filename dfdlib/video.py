@@ -1,0 +1,197 @@
+"""Decode videos and sample frames by streaming.
+
+Frames are read front to back with `grab()` (decode only) and `retrieve()` (colour conversion) only
+for the sampled ones. We never seek with CAP_PROP_POS_FRAMES: on many codecs it lands on the wrong
+frame or silently re-decodes from the last keyframe, which is both slower and wrong. Rotation
+metadata (phone videos) is applied by OpenCV's FFmpeg backend (CAP_PROP_ORIENTATION_AUTO), so
+frames, width and height are as a viewer sees them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Extensions we treat as videos; other files are tried too if OpenCV can decode them (see preprocess).
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+                    ".3gp", ".ts", ".mts", ".m2ts", ".ogv")
+
+
+class VideoError(Exception):
+    """A video that cannot be used; `kind` is "unreadable" or "too_short" (the preprocess report status)."""
+
+    def __init__(self, message: str, kind: str = "unreadable"):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class VideoInfo:
+    path: str           # the video file as given
+    fps: float          # frames per second from the container (0.0 when it does not say)
+    frame_count: int    # frames in the video: the header's count, or the decoded count when we streamed to the end
+    width: int          # frame width after rotation, as decoded
+    height: int         # frame height after rotation, as decoded
+    rotation: int       # rotation metadata in degrees (0/90/180/270), already applied to the frames
+
+
+def _open(path: str | Path, threads: int | None = None):
+    """Open `path` with OpenCV; returns (capture, header VideoInfo). Raises VideoError (unreadable)."""
+    import cv2
+
+    p = Path(path)
+    if not p.exists():
+        raise VideoError(f"{p}: no such file; check the path")
+    if not p.is_file():
+        raise VideoError(f"{p}: is not a file")
+    if p.stat().st_size == 0:
+        raise VideoError(f"{p}: the file is empty (0 bytes); the copy or download probably failed, copy it again")
+    params = [cv2.CAP_PROP_N_THREADS, int(threads)] if threads else []  # open-time only
+    cap = cv2.VideoCapture(str(p), cv2.CAP_ANY, params)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(f"{p}: OpenCV cannot open it as a video (not a video, corrupt or truncated, or an "
+                         "unsupported codec); re-encode it to H.264 MP4 or remove it")
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # the default for FFmpeg already; explicit for other builds
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    info = VideoInfo(
+        path=str(path),
+        fps=float(fps) if math.isfinite(fps) and fps > 0 else 0.0,
+        frame_count=int(count) if math.isfinite(count) and count > 0 else 0,
+        width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        rotation=int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360,
+    )
+    return cap, info
+
+
+def _count_frames(path: str | Path, threads: int | None = None) -> int:
+    """Decoded frame count, by grabbing to the end (for containers without a usable count)."""
+    cap, _ = _open(path, threads)
+    n = 0
+    try:
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Open a video and describe it without decoding more than needed.
+
+    Takes a path. Returns a VideoInfo; when the container has no frame count the video is streamed to
+    the end to count frames. Raises VideoError (kind "unreadable") if it cannot be opened or has no
+    decodable frame.
+    """
+    cap, info = _open(path)
+    try:
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise VideoError(f"{path}: opens but no frame decodes (corrupt or unsupported codec); "
+                             "re-encode it to H.264 MP4 or remove it")
+        info.height, info.width = frame.shape[:2]
+    finally:
+        cap.release()
+    if info.frame_count <= 0:
+        info.frame_count = _count_frames(path)
+    return info
+
+
+def sample_indices(total: int, n: int, mode: str = "even") -> list[int]:
+    """Which frames to keep: `n` distinct indices in [0, total).
+
+    "even" takes the middle frame of each of n equal segments (covers the whole video and never the
+    very last frame, which containers often miscount); "first" takes 0..n-1 like the original
+    notebooks. Raises ValueError if n < 1, total < n or mode is unknown.
+    """
+    if mode not in ("even", "first"):
+        raise ValueError(f"sampling mode must be 'even' or 'first', not {mode!r}")
+    if n < 1:
+        raise ValueError(f"need at least 1 frame to sample, got n={n}")
+    if total < n:
+        raise ValueError(f"the video has {total} frames, fewer than the {n} requested")
+    if mode == "first":
+        return list(range(n))
+    return [((2 * i + 1) * total) // (2 * n) for i in range(n)]
+
+
+def _stream(cap, indices: list[int], max_pixels: int | None):
+    """Grab frames up to the last index and retrieve the sampled ones as RGB.
+
+    Returns (frames, frames decoded, reached the end early, (height, width) of the decoded frames).
+    """
+    wanted = set(indices)
+    last = indices[-1] if indices else -1
+    frames: list[np.ndarray] = []
+    shape = (0, 0)
+    i = 0
+    while i <= last:
+        if not cap.grab():
+            return frames, i, True, shape
+        if i in wanted:
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:  # grabs but does not decode: a damaged frame, treat it as the end
+                return frames, i, True, shape
+            shape = bgr.shape[:2]
+            frames.append(_to_rgb(bgr, max_pixels))
+        i += 1
+    return frames, i, False, shape
+
+
+def _to_rgb(bgr: np.ndarray, max_pixels: int | None) -> np.ndarray:
+    import cv2
+
+    h, w = bgr.shape[:2]
+    if max_pixels and h * w > max_pixels:
+        s = math.sqrt(max_pixels / (h * w))
+        bgr = cv2.resize(bgr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_frames(path: str | Path, n: int, mode: str = "even", max_pixels: int | None = None,
+                threads: int | None = None) -> tuple[list[np.ndarray], list[int], VideoInfo]:
+    """Read `n` sampled frames of a video by streaming.
+
+    Takes a path, the number of frames, the sampling mode ("even" | "first"), optionally `max_pixels`
+    (larger frames are downscaled, keeping aspect, to bound memory on huge videos) and the decoder's
+    thread count. Returns (RGB uint8 frames, their indices, VideoInfo; its width/height are those of
+    the full-resolution frames). A missing or too-high container frame count costs one extra pass:
+    the video is streamed to the end to count frames, then read again.
+    Raises VideoError with kind "unreadable" (cannot open, nothing decodes) or "too_short" (< n frames).
+    """
+    sample_indices(max(n, 1), n, mode)  # validates n and mode before touching the file
+    cap, info = _open(path, threads)
+    try:
+        if mode == "first" or info.frame_count >= n:
+            indices = sample_indices(max(info.frame_count, n), n, mode)
+            frames, decoded, ended, shape = _stream(cap, indices, max_pixels)
+            if len(frames) == n:
+                info.height, info.width = shape
+                return frames, indices, info
+            total = decoded  # streamed to the end early: this is the true count
+        else:  # no usable count in the container: count by streaming
+            total = 0
+            while cap.grab():
+                total += 1
+        info.frame_count = total
+        if total == 0:
+            raise VideoError(f"{path}: opens but no frame decodes (corrupt or unsupported codec); "
+                             "re-encode it to H.264 MP4 or remove it")
+        if total < n:
+            raise VideoError(f"{path}: has {total} decodable frames, fewer than the {n} frames to sample; "
+                             "sample fewer frames (--frames) or drop this video", kind="too_short")
+        cap.release()
+        cap, _ = _open(path, threads)
+        indices = sample_indices(total, n, mode)
+        frames, decoded, _, shape = _stream(cap, indices, max_pixels)
+        if len(frames) < n:
+            raise VideoError(f"{path}: decoding stopped at frame {decoded} on the second read; the file is "
+                             "damaged, re-encode it or remove it")
+        info.height, info.width = shape
+        return frames, indices, info
+    finally:
+        cap.release()

@@ -1,0 +1,236 @@
+"""Prediction, ensembles, evaluation and the predict/evaluate CLI on the shared tiny sample set."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import asdict
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dfdlib import cli
+from dfdlib.data import FaceSequenceDataset
+from dfdlib.faces import PreprocessConfig, default_detector
+from dfdlib.model import ResNeXtLSTM, load_model, save_model
+from dfdlib.predict import (Ensemble, Prediction, evaluate_model, predict_folder, predict_video,
+                            preprocess_config_for)
+from dfdlib.utils import seed_everything
+
+SEQ, SIZE = 8, 64  # conftest's processed_dir: 8 frames per video, 64 px crops
+
+
+def _meta(preprocess: dict | None, threshold: float = 0.5) -> dict:
+    return {"sequence_length": SEQ, "image_size": SIZE, "sampling": "even", "preprocess": preprocess,
+            "class_names": ["REAL", "FAKE"], "threshold": threshold, "metrics": {"accuracy": 0.5}}
+
+
+@pytest.fixture(scope="module")
+def model_paths(processed_dir, labels_csv, tmp_path_factory):
+    """Two tiny models: one trained a few steps on the train split, one at its seeded initialisation."""
+    out = tmp_path_factory.mktemp("predict_models")
+    faces_json = json.loads(next(processed_dir.rglob("faces.json")).read_text())
+    preprocess = faces_json["preprocess"]  # the settings the frames were made with, as the trainer records
+    assert preprocess["frames"] == SEQ and preprocess["size"] == SIZE
+    seed_everything(0)
+    model = ResNeXtLSTM(backbone="tiny", hidden_dim=32)
+    ds = FaceSequenceDataset(labels_csv, processed_dir, SEQ, split="train", image_size=SIZE)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(3):
+        for clips, labels in loader:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(clips), labels).backward()
+            opt.step()
+    trained = save_model(out / "model_8_acc_50.0_final_data.pt", model.eval(), _meta(preprocess))
+    seed_everything(1)
+    other = save_model(out / "model_8_acc_40.0_other.pt", ResNeXtLSTM(backbone="tiny", hidden_dim=32).eval(),
+                       _meta(preprocess, threshold=0.3))
+    return trained, other
+
+
+@pytest.fixture(scope="module")
+def model(model_paths):
+    return load_model(model_paths[0])
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return default_detector()
+
+
+@pytest.fixture(scope="module")
+def blank_video(tmp_path_factory):
+    """2 s of grey noise: decodes fine, shows no face."""
+    path = tmp_path_factory.mktemp("blank") / "blank.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (320, 240))
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        writer.write(rng.integers(100, 140, size=(240, 320, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def test_predict_sample_videos(model, sample_dir, detector):
+    for video in (sorted(sample_dir.glob("real/*.mp4"))[0], sorted(sample_dir.glob("fake/*.mp4"))[0]):
+        pred = predict_video(model, video, detector=detector)
+        assert isinstance(pred, Prediction) and pred.status == "ok", pred
+        assert pred.label in ("REAL", "FAKE") and 0.0 <= pred.prob_fake <= 1.0
+        expected = pred.prob_fake if pred.label == "FAKE" else 1 - pred.prob_fake
+        assert pred.confidence == pytest.approx(expected) and pred.confidence >= 0.5
+        assert pred.frames_used == SEQ and 1 <= pred.faces_found <= SEQ
+        assert pred.threshold == 0.5 and pred.to_dict()["video"] == str(video)
+
+
+def test_prediction_repeats_training_preprocessing(model, sample_dir, processed_dir, detector):
+    """The clip built from the raw video equals the clip training read from the processed folder."""
+    video = sorted(sample_dir.glob("fake/*.mp4"))[0]
+    pred, clip = predict_video(model, video, detector=detector, return_clip=True)
+    ds = FaceSequenceDataset(pd.DataFrame({"filename": [f"fake/{video.stem}"], "label": [1]}), processed_dir,
+                             SEQ, image_size=SIZE)
+    trained_clip = ds[0][0]
+    assert clip.shape == trained_clip.shape == (SEQ, 3, SIZE, SIZE)
+    assert torch.allclose(clip, trained_clip, atol=1e-5), (clip - trained_clip).abs().max()
+    with torch.inference_mode():
+        p_train = model.prob_fake(model(trained_clip[None])).item()
+    assert pred.prob_fake == pytest.approx(p_train, abs=1e-5)
+
+
+def test_longer_sequence_and_threshold(model, sample_dir, detector):
+    video = sorted(sample_dir.glob("real/*.mp4"))[0]
+    pred = predict_video(model, video, sequence_length=12, detector=detector, threshold=0.0)
+    assert pred.frames_used == 12 and pred.label == "FAKE" and pred.threshold == 0.0
+    assert pred.confidence == pytest.approx(pred.prob_fake)
+
+
+def test_no_face_video_gets_no_verdict(model, blank_video, detector):
+    pred = predict_video(model, blank_video, detector=detector)
+    assert pred.status == "no_face" and pred.label is None and pred.prob_fake is None
+    assert pred.reason.startswith("no face found") and "blank.mp4" in pred.reason
+    pred, clip = predict_video(model, blank_video, detector=detector, return_clip=True)
+    assert clip is None
+
+
+def test_unreadable_and_missing_files(model, tmp_path, detector):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    for path in (bad, empty, tmp_path / "missing.mp4"):
+        pred = predict_video(model, path, detector=detector)
+        assert pred.status == "unreadable" and pred.label is None and path.name in pred.reason
+
+
+def test_ensemble_is_the_mean_of_its_members(model_paths, sample_dir, detector):
+    video = sorted(sample_dir.glob("fake/*.mp4"))[1]
+    p1 = predict_video(model_paths[0], video, detector=detector).prob_fake
+    p2 = predict_video(model_paths[1], video, detector=detector).prob_fake
+    assert abs(p1 - p2) > 1e-4  # the test means something only if the members disagree
+    ens = Ensemble(model_paths)
+    pred = predict_video(ens, video, detector=detector)
+    assert pred.prob_fake == pytest.approx((p1 + p2) / 2, abs=1e-6)
+    assert pred.threshold == pytest.approx((0.5 + 0.3) / 2)
+    assert predict_video(list(model_paths), video, detector=detector).prob_fake == pytest.approx(pred.prob_fake)
+
+
+def test_ensemble_with_different_sequence_lengths_warns(model_paths, tmp_path):
+    m2 = load_model(model_paths[1])
+    m2.meta["sequence_length"] = 16
+    with pytest.warns(UserWarning, match="sequence lengths"):
+        ens = Ensemble([load_model(model_paths[0]), m2])
+    assert ens.meta["sequence_length"] == SEQ and len(ens) == 2
+
+
+def test_preprocessing_comes_from_the_model_file():
+    custom = asdict(PreprocessConfig(frames=20, size=96, margin=0.5, min_confidence=0.8, detect_max_side=320))
+    cfg = preprocess_config_for(_meta(custom), 10)
+    assert (cfg.frames, cfg.size, cfg.margin, cfg.min_confidence, cfg.detect_max_side) == (20, 96, 0.5, 0.8, 320)
+    assert preprocess_config_for(_meta(custom), 40).frames == 40  # a longer clip needs more frames
+    legacy = {"image_size": 112, "sampling": "first", "preprocess": None, "path": "model_84_acc_10_frames.pt"}
+    with pytest.warns(UserWarning, match="no preprocessing settings"):
+        cfg = preprocess_config_for(legacy, 10)
+    assert (cfg.size, cfg.sampling, cfg.frames) == (112, "first", 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per model file, not once per video
+        preprocess_config_for(legacy, 10)
+
+
+def test_predict_folder_reports_bad_files(model_paths, sample_dir, blank_video, tmp_path, monkeypatch):
+    folder = tmp_path / "incoming"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(sorted(sample_dir.glob("real/*.mp4"))[0], folder / "clip_a.MP4")
+    shutil.copy(sorted(sample_dir.glob("fake/*.mp4"))[0], folder / "sub" / "clip_b.mp4")
+    shutil.copy(blank_video, folder / "blank.mp4")
+    (folder / "broken.avi").write_bytes(b"\x00" * 100)
+    (folder / "readme.txt").write_text("not a video")
+    import dfdlib.model
+
+    loads = []
+    real_load = dfdlib.model.load_model
+    monkeypatch.setattr(dfdlib.model, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    out_csv = tmp_path / "out" / "predictions.csv"
+    df = predict_folder(model_paths[0], folder, out_csv=out_csv, progress=False)
+    assert len(loads) == 1
+    assert list(df.columns[:5]) == ["video", "label", "confidence", "prob_fake", "status"]
+    status = dict(zip(df["video"], df["status"], strict=True))
+    assert status == {"blank.mp4": "no_face", "broken.avi": "unreadable", "clip_a.MP4": "ok",
+                      "sub/clip_b.mp4": "ok"}
+    on_disk = pd.read_csv(out_csv)
+    assert on_disk["video"].tolist() == df["video"].tolist()
+    assert on_disk.loc[on_disk["status"] != "ok", "label"].isna().all()
+    assert not predict_folder(model_paths[0], folder, recursive=False, progress=False)["video"].str.contains(
+        "sub/").any()
+    with pytest.raises(FileNotFoundError, match="no video files"):
+        predict_folder(model_paths[0], tmp_path / "out", progress=False)  # holds only the CSV
+
+
+def test_evaluate_model_writes_metrics_and_plots(model, labels_csv, processed_dir, tmp_path):
+    m = evaluate_model(model, labels_csv, processed_dir, split="test", out_dir=tmp_path / "ev",
+                       threshold="val", progress=False)
+    labels = pd.read_csv(labels_csv)
+    assert m["n"] == (labels["split"] == "test").sum() and m["split"] == "test"
+    assert m["threshold_source"] == "val" and 0.0 <= m["threshold"] <= 1.0
+    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "log_loss",
+                "confusion_matrix"):
+        assert key in m
+    assert sum(map(sum, m["confusion_matrix"])) == m["n"]
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == m["n"]
+    preds = pd.read_csv(tmp_path / "ev" / "predictions.csv")
+    assert len(preds) == m["n"] and preds["prob_fake"].between(0, 1).all()
+    assert (tmp_path / "ev" / "confusion.png").stat().st_size > 0 and (tmp_path / "ev" / "roc.png").is_file()
+    # A fixed threshold is applied as given; None takes the model file's.
+    fixed = evaluate_model(model, labels_csv, processed_dir, split="test", threshold=0.0, progress=False)
+    assert fixed["threshold"] == 0.0 and fixed["recall"] in (1.0, None)
+    assert evaluate_model(model, labels_csv, processed_dir, threshold=None, progress=False)["threshold"] == 0.5
+    with pytest.raises(ValueError, match="no rows with split='holdout'"):
+        evaluate_model(model, labels_csv, processed_dir, split="holdout", progress=False)
+    no_split = pd.read_csv(labels_csv).drop(columns=["split"])
+    with pytest.raises(ValueError, match="no 'split' column"):
+        evaluate_model(model, no_split, processed_dir, split="test", progress=False)
+
+
+def test_cli_predict_explain_and_evaluate(model_paths, sample_dir, labels_csv, processed_dir, tmp_path, capsys):
+    video = sorted(sample_dir.glob("fake/*.mp4"))[0]
+    out_csv = tmp_path / "preds.csv"
+    rc = cli.main(["predict", str(model_paths[0]), str(video), str(tmp_path / "nope.mp4"), "--out", str(out_csv),
+                   "--explain", str(tmp_path / "cam"), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "unreadable" in text and "faces" in text
+    df = pd.read_csv(out_csv)
+    assert df["status"].tolist() == ["ok", "unreadable"]
+    pngs = sorted((tmp_path / "cam").rglob("*.png"))
+    assert len(pngs) == 4 and cv2.imread(str(pngs[0])).shape == (SIZE, SIZE, 3)
+    # two model files = an ensemble
+    assert cli.main(["predict", str(model_paths[0]), str(model_paths[1]), "--video", str(video),
+                     "--no-progress"]) == 0
+    assert cli.main(["evaluate", str(model_paths[0]), "--csv", str(labels_csv), "--data", str(processed_dir),
+                     "--threshold", "0.5", "--out", str(tmp_path / "ev"), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Accuracy" in text and "excellent" in text and (tmp_path / "ev" / "metrics.json").is_file()
+    assert cli.main(["predict", str(video)]) == 1  # no model and no --sequence-length: a clear error
+    assert "no model file" in capsys.readouterr().err
