@@ -115,6 +115,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    import torchvision  # noqa: F401  (before TensorFlow: importing it after TF segfaults here)
 
     from dfdlib.faces import default_detector
     from dfdlib.model import load_model

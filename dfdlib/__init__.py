@@ -23,7 +23,7 @@ _API = {
     # stage 2: labels
     "LabelsError": "labels", "from_folders": "labels", "from_dfdc_metadata": "labels",
     "from_gobal_metadata": "labels", "validate_labels": "labels", "split_labels": "labels",
-    "read_labels": "labels", "write_labels": "labels",
+    "read_labels": "labels", "write_labels": "labels", "split_summary": "labels",
     # stage 3: model and training
     "FaceSequenceDataset": "data", "build_transforms": "data", "frames_to_clip": "data",
     "create_backbone": "model", "ResNeXtLSTM": "model", "LegacyResNeXtLSTM": "model",

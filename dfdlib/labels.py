@@ -43,7 +43,9 @@ class LabelsError(ValueError):
     """
 
     def __init__(self, source: str, problems: list[tuple[int | None, str]], hint: str = ""):
-        self.source, self.problems, self.hint = str(source), list(problems), hint
+        # in file order; whole-file problems (no line) last
+        self.problems = sorted(problems, key=lambda p: (p[0] is None, p[0] or 0))
+        self.source, self.hint = str(source), hint
         where = [f"line {ln}: {msg}" if ln else msg for ln, msg in self.problems]
         if len(where) == 1:
             text = f"{self.source}, {where[0]}"

@@ -67,6 +67,19 @@ class Ensemble:
         return f"Ensemble({self.meta['members']})"
 
 
+def _detector(detector=None):
+    """The given FaceDetector, or the process-wide one.
+
+    torchvision is imported first on purpose: importing it (it pulls in triton) after TensorFlow has
+    loaded crashes the process with a segfault (tensorflow-cpu 2.21 + torch 2.14 here).
+    """
+    import torchvision  # noqa: F401
+
+    from .faces import default_detector
+
+    return detector or default_detector()
+
+
 def _as_model(model, device: str = "auto"):
     """A loaded model (or Ensemble) from a model, a path, or a list of paths/models."""
     if isinstance(model, (str, Path)):
@@ -170,8 +183,6 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
     `return_clip=True` (clip: the first member's normalised (T, 3, S, S) tensor, None without a verdict).
     Bad videos are reported in `status`/`reason`, not raised.
     """
-    from .faces import default_detector
-
     t0 = time.perf_counter()
     model = _as_model(model, device)
     members = _members(model)
@@ -187,7 +198,7 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
     if not path.is_file():
         pred.status, pred.reason = "unreadable", f"{path}: no such file; check the path"
         return finish()
-    detector = detector or default_detector()
+    detector = _detector(detector)
     results, probs, first_clip = {}, [], None
     for member in members:
         cfg = preprocess_config_for(member.meta, seq)
@@ -256,10 +267,8 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
     """
     from tqdm.auto import tqdm
 
-    from .faces import default_detector
-
     model = _as_model(model, device)
-    detector = default_detector()
+    detector = _detector()
     names = [str(v) for v in videos] if names is None else list(names)
     rows = []
     for video, name in tqdm(list(zip(videos, names, strict=True)), desc="predict", unit="video",

@@ -129,6 +129,7 @@ parameters), or a parameter grid with `dfd sweep notebooks/{name}.ipynb -p NAME 
 Set `smoke=True` for a tiny run that finishes in about a minute on a CPU."""
 
 IMPORTS = """\
+%matplotlib inline
 import os
 from pathlib import Path
 
@@ -331,7 +332,7 @@ config = dfdlib.TrainConfig(
     resume=resume,
 )
 print(dfdlib.env_report().get("gpus", "no GPU: training on the CPU"))
-config"""),
+pd.DataFrame.from_dict(config.to_dict(), orient="index", columns=["value"])"""),
         ("## 3. Train\n\nEach epoch prints `Loss | Val_Loss | Accuracy`; the plot below is redrawn after every "
          "epoch from the run's `history.csv`. The best epoch (by validation, never test) is saved as "
          "`model_<sequence_length>_acc_<val_acc>_final_data.pt`.",
@@ -351,7 +352,7 @@ for png in ("curves", "confusion", "roc"):
          """\
 print(f"model file  : {result.best_model_path}")
 print(f"run folder  : {result.run_dir} (history.csv, metrics.json, plots/)")
-print(f"threshold   : {result.threshold}")"""),
+print(f"threshold   : {result.threshold:.3f} (P(fake) at or above it means FAKE)")"""),
     ]
     return notebook(
         "Train the ResNeXt50 + LSTM detector",
@@ -445,8 +446,8 @@ registry.drop(columns=["path"])""",
           """\
 chosen = root / model_path if model_path else dfdlib.best_model(sequence_length, models)
 model = dfdlib.load_model(chosen)
-print(f"model: {chosen}\\nsequence length {model.meta.get('sequence_length')}, "
-      f"threshold {model.meta.get('threshold')}")"""]),
+print(f"model: {chosen}\\ntrained with sequence length {model.meta.get('sequence_length')}, "
+      f"threshold {model.meta.get('threshold', 0.5):.3f}")"""]),
         ("## 2. Predict one video\n\nThe video goes through exactly the preprocessing the model was trained with "
          "(read from the model file): frame sampling, MTCNN face crop, size, normalisation.",
          """\

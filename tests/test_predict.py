@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torchvision  # noqa: F401  before conftest's preprocess loads TensorFlow (the other order segfaults)
 
 from dfdlib import cli
 from dfdlib.data import FaceSequenceDataset
