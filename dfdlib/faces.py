@@ -120,6 +120,12 @@ class FaceDetector:
 
     def __init__(self, device: str = "CPU:0", batch_size: int = 16, threads: int | None = None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import importlib.util
+
+        # triton (torch's compiler, imported by torchvision) segfaults when it is loaded after TensorFlow
+        # (tensorflow-cpu 2.21 + torch 2.14): load it first, so preprocessing then training in one process works.
+        if importlib.util.find_spec("triton") is not None:
+            import triton  # noqa: F401
         import tensorflow as tf
         from mtcnn import MTCNN
 
@@ -146,13 +152,20 @@ class FaceDetector:
             s = min(1.0, max_side / max(h, w)) if max_side else 1.0
             if s < 1.0:
                 f = cv2.resize(f, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-            small.append(f.astype(np.float32))  # float32 halves mtcnn's float64 normalisation memory
+            small.append(f)
             scales.append((w / f.shape[1], h / f.shape[0]))
         out: list[np.ndarray] = []
-        for start in range(0, len(small), self.batch_size):
-            chunk = small[start:start + self.batch_size]
-            # Only a Python list counts as a batch for mtcnn; a 4-D array would be read as one image.
-            rows = np.asarray(self.mtcnn.detect_faces(list(chunk), box_format="xyxy", output_type="numpy"))
+        if not small:
+            return out
+        # Even chunks (20 frames → 10 + 10, not 16 + 4) of at most ~5 Mpx: bigger batches run slower.
+        px = max(f.shape[0] * f.shape[1] for f in small)
+        per = max(1, min(self.batch_size, int(5e6 // px)))
+        per = math.ceil(len(small) / math.ceil(len(small) / per))
+        for start in range(0, len(small), per):
+            # float32 halves the memory of mtcnn's normalisation (float64 from uint8). Only a Python list
+            # counts as a batch for mtcnn; a 4-D array would be read as one image.
+            chunk = [f.astype(np.float32) for f in small[start:start + per]]
+            rows = np.asarray(self.mtcnn.detect_faces(chunk, box_format="xyxy", output_type="numpy"))
             for j in range(len(chunk)):
                 r = rows[rows[:, 0] == j] if rows.size else np.empty((0, 16))
                 sx, sy = scales[start + j]
@@ -322,5 +335,5 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
         return done("no_face", f"{path}: the main face was found in only {found} of {len(boxes)} sampled "
                                f"frames (min_detected={cfg.min_detected}); {hint}, or lower --min-detected")
     res.crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size)
-                 for f, b in zip(frames, res.boxes)]
+                 for f, b in zip(frames, res.boxes, strict=True)]
     return done("ok")

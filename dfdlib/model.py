@@ -349,7 +349,8 @@ def load_model(path: str | Path, device="cpu") -> nn.Module:
     try:
         obj = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower():
+        # "Unsupported operand" = not a pickle at all (an HTML error page, random bytes), not pickled code
+        if "weights only load failed" in str(e).lower() and "unsupported operand" not in str(e).lower():
             raise ValueError(
                 f"{path} is not a plain weights file: it contains pickled Python objects that could run code, "
                 "so it was refused for safety. Re-save it as a state_dict (torch.save(model.state_dict(), ...)) "
@@ -361,6 +362,9 @@ def load_model(path: str | Path, device="cpu") -> nn.Module:
                          f"({type(e).__name__}: {str(e)[:120]}); copy or download it again") from e
 
     if isinstance(obj, dict) and "format" in obj:
+        if str(obj["format"]).startswith("dfdlib-last"):
+            raise ValueError(f"{path} is a training checkpoint (last.pt): it resumes training (--resume), while "
+                             "prediction needs the model_*.pt file of the same run folder")
         if obj["format"] != MODEL_FORMAT:
             raise ValueError(f"{path} has format {obj['format']!r}; this dfdlib reads {MODEL_FORMAT!r} (upgrade dfdlib)")
         meta, state = dict(obj.get("meta") or {}), obj["state_dict"]

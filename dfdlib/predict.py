@@ -106,6 +106,9 @@ def _threshold(meta: dict) -> float:
 
 
 def _sequence_length(meta: dict, sequence_length: int | None) -> int:
+    if sequence_length is not None and int(sequence_length) < 1:
+        raise ValueError(f"sequence_length must be >= 1 (frames per clip), got {sequence_length}; leave it unset "
+                         "to use the model's")
     seq = sequence_length or meta.get("sequence_length")
     if not seq:
         raise ValueError(f"the model file {meta.get('path', '')} does not record its sequence length; pass "
@@ -197,6 +200,9 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
 
     if not path.is_file():
         pred.status, pred.reason = "unreadable", f"{path}: no such file; check the path"
+        if path.is_symlink():
+            pred.reason = (f"{path}: a symbolic link to {str(path.readlink())!r}, which does not exist or loops "
+                           "back; replace the link by the video file or remove it")
         return finish()
     detector = _detector(detector)
     results, probs, first_clip = {}, [], None
@@ -253,8 +259,9 @@ def find_videos(folder: str | Path, recursive: bool = True) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is neither a video file nor a folder")
     found = folder.rglob("*") if recursive else folder.glob("*")
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-                  and not p.name.startswith("."))
+    # A dangling or looping symlink is kept so its row says so, instead of the video silently missing.
+    return sorted(p for p in found if (p.is_file() or (p.is_symlink() and not p.exists()))
+                  and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
 
 
 def predict_many(model, videos, names=None, sequence_length=None, threshold=None, progress=True,
@@ -268,6 +275,7 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
     from tqdm.auto import tqdm
 
     model = _as_model(model, device)
+    _sequence_length(model.meta, sequence_length)  # a bad setting fails once, not once per video
     detector = _detector()
     names = [str(v) for v in videos] if names is None else list(names)
     rows = []
@@ -310,6 +318,10 @@ def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress
     videos = find_videos(folder, recursive)
     if not videos:
         raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {folder}")
+    if out_csv is not None:
+        from .utils import ensure_writable
+
+        ensure_writable(Path(out_csv).parent, "folder of the predictions CSV")  # before the work, not after
     names = [v.name if folder.is_file() else v.relative_to(folder).as_posix() for v in videos]
     df = predict_many(model, videos, names, sequence_length, threshold, progress, explain_dir, device)
     if out_csv is not None:
@@ -376,8 +388,12 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
     predictions.csv, confusion.png and roc.png there. Raises ValueError for a missing split.
     """
     from .metrics import best_threshold, compute_metrics, plot_confusion, plot_roc
-    from .utils import atomic_write
+    from .utils import atomic_write, ensure_writable
 
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1 (clips per forward pass), got {batch_size}")
+    if out_dir is not None:
+        ensure_writable(out_dir, "evaluation output folder")
     model = _as_model(model, device)
     members = _members(model)
     seq = _sequence_length(model.meta, sequence_length)
@@ -436,6 +452,10 @@ def _cli_predict(args) -> int:
         names += [str(v) for v in found]
     if not videos:
         raise FileNotFoundError(f"no video files found in {inputs}")
+    if args.out:
+        from .utils import ensure_writable
+
+        ensure_writable(Path(args.out).parent, "folder of the predictions CSV (--out)")
     model = _as_model(models if len(models) > 1 else models[0], args.device)
     if args.explain and isinstance(model, Ensemble):
         print("note: Grad-CAM maps are computed for the first ensemble member")

@@ -13,20 +13,23 @@ import json
 import os
 import shutil
 import time
+import warnings
 import zlib
-from functools import partial
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .faces import PreprocessConfig
-from .utils import atomic_dir, atomic_write
+from .utils import atomic_dir, atomic_write, ensure_writable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CLASSES = ("real", "fake")
 REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds"]
 # Files in a class folder that are certainly not videos; anything else is tried and reported if unreadable.
-NOT_VIDEO = {".txt", ".json", ".csv", ".md", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".ini", ".db", ".pdf",
+NOT_VIDEO = {".txt", ".json", ".csv", ".md", ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ini", ".db", ".pdf",
              ".zip", ".tar", ".gz", ".py", ".ipynb", ".xml", ".html", ".log", ".srt", ".vtt", ".pt"}
 
 
@@ -59,8 +62,12 @@ def find_videos(src: str | os.PathLike) -> list[VideoTask]:
         if label not in class_dirs:
             continue
         taken: dict[str, str] = {}
+        nested = []
         for p in sorted(class_dirs[label].iterdir()):
-            if not p.is_file() or p.name.startswith(".") or p.suffix.lower() in NOT_VIDEO:
+            if p.is_dir() and not p.name.startswith("."):
+                nested.append(p.name)
+            broken_link = p.is_symlink() and not p.exists()  # dangling or looping: reported, not silently lost
+            if not (p.is_file() or broken_link) or p.name.startswith(".") or p.suffix.lower() in NOT_VIDEO:
                 continue
             name, note = p.stem, ""
             if name in taken:
@@ -70,7 +77,11 @@ def find_videos(src: str | os.PathLike) -> list[VideoTask]:
                     name, k = f"{p.name}-{k}", k + 1
                 note = f"output folder {label}/{name} because {label}/{p.stem} is taken by {taken[p.stem]}"
             taken[name] = p.name
-            tasks.append(VideoTask(str(p.resolve()), p.relative_to(src).as_posix(), label, name, note))
+            path = os.path.abspath(p) if broken_link else str(p.resolve())  # resolve() raises on a loop
+            tasks.append(VideoTask(path, p.relative_to(src).as_posix(), label, name, note))
+        if nested:
+            warnings.warn(f"{class_dirs[label]} has subfolders ({', '.join(nested[:5])}); only videos directly "
+                          f"in {label}/ are processed, move the others up to include them", stacklevel=2)
     return tasks
 
 
@@ -161,7 +172,11 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
             body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items())
             (tmp / "faces.json").write_text("{\n" + body + "\n}\n")
         return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0)
-    except Exception as e:  # one broken video (or a full disk) is reported, the batch goes on
+    except OSError as e:  # extract_faces never raises, so this is writing: a full disk or lost permissions
+        return _row(task, "unreadable", f"{task.path}: could not write its crops to {dest} ({e.strerror or e}); "
+                                        "free disk space or fix the output folder's permissions, then rerun: "
+                                        "finished videos are kept", seconds=time.perf_counter() - t0)
+    except Exception as e:  # one broken video is reported, the batch goes on
         return _row(task, "unreadable", f"{task.path}: unexpected {type(e).__name__}: {e}",
                     seconds=time.perf_counter() - t0)
 
@@ -253,6 +268,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     sharing `out` do not overwrite each other's). Returns the report as a DataFrame.
     Raises FileNotFoundError / ValueError for a missing dataset folder or bad arguments.
     """
+    import pandas as pd
     from tqdm.auto import tqdm
 
     cfg = (config or PreprocessConfig()).validate()
@@ -262,10 +278,10 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     out = Path(out)
     all_tasks = find_videos(src)
     tasks = [t for t in all_tasks if in_shard(t, shard)]
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out)  # fail now, not after every video has been decoded in vain
     _clean_stale(out, tasks)
     finished = [not overwrite and (out / t.label / t.name).is_dir() for t in tasks]
-    todo = [t for t, f in zip(tasks, finished) if not f]
+    todo = [t for t, f in zip(tasks, finished, strict=True) if not f]
     counts = dict.fromkeys(("ok", "no_face", "too_short", "unreadable"), 0)
     bar = tqdm(total=len(todo), unit="video", desc="preprocess", disable=not progress or not todo)
 
@@ -275,7 +291,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
         bar.set_postfix({k: v for k, v in counts.items() if v or k == "ok"}, refresh=False)
 
     fn = partial(process_video, out=str(out), cfg_dict=asdict(cfg), overwrite=overwrite)
-    done_rows = [fn(t) for t, f in zip(tasks, finished) if f]  # cheap: reads faces.json only
+    done_rows = [fn(t) for t, f in zip(tasks, finished, strict=True) if f]  # cheap: reads faces.json only
     workers = min(int(workers), max(1, len(todo)))
     if todo and workers == 1:
         from .faces import default_detector

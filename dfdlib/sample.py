@@ -19,6 +19,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,8 +50,8 @@ class SampleConfig:
     face_height: tuple[float, float] = (0.32, 0.45)  # face box height / frame height, range over videos
     noise: tuple[float, float] = (1.5, 5.0)         # sensor noise std in grey levels, range over videos
     strength: float = 1.0                           # scales the fake artefacts; 0 makes fakes equal to reals
-    crop_px: int = 112                              # face crop size the detector sees: the resampling blur
-                                                    # is sized so it survives a crop+resize to this size
+    crop_px: int = 112                              # side of the face crops the detector sees (box + 30 %
+                                                    # margin per side); the resampling blur is sized for it
 
     def validate(self) -> None:
         """Raises ValueError naming the first field that is out of range."""
@@ -62,8 +63,10 @@ class SampleConfig:
             (self.width >= 96 and self.height >= 96 and self.width % 2 == 0 and self.height % 2 == 0,
              f"width and height must be even and >= 96 (got {self.width}x{self.height})"),
             (isinstance(self.seed, int) and self.seed >= 0, f"seed must be an int >= 0 (got {self.seed!r})"),
-            (isinstance(self.codec, str) and len(self.codec) == 4, f"codec must be a 4-letter fourcc (got {self.codec!r})"),
-            (0.1 <= self.face_height[0] <= self.face_height[1] <= 0.7, "face_height must be a range within [0.1, 0.7]"),
+            (isinstance(self.codec, str) and len(self.codec) == 4,
+             f"codec must be a 4-letter fourcc (got {self.codec!r})"),
+            (0.1 <= self.face_height[0] <= self.face_height[1] <= 0.7,
+             "face_height must be a range within [0.1, 0.7]"),
             (0 <= self.noise[0] <= self.noise[1] <= 30, "noise must be a range within [0, 30] grey levels"),
             (0 <= self.strength <= 2, "strength must be within [0, 2]"),
             (self.crop_px >= 16, "crop_px must be >= 16"),
@@ -124,9 +127,11 @@ def _fake_params(rng: np.random.Generator, cfg: SampleConfig) -> dict:
     gains[int(rng.integers(3))] = _signed(rng, 0.05, 0.10)  # at least one channel shifts by 5-10 %
     return {
         "strength": k,
-        "mask": {"shape": str(rng.choice(["ellipse", "hull"])), "scale": [_u(rng, 0.85, 1.08), _u(rng, 0.85, 1.05)],
+        "mask": {"shape": str(rng.choice(["ellipse", "hull"])),
+                 "scale": [_u(rng, 0.85, 1.08), _u(rng, 0.85, 1.05)],
                  "offset": [_u(rng, -0.05, 0.05), _u(rng, -0.05, 0.05)],
-                 "jitter": [_u(rng, -0.06, 0.06) for _ in range(3)] + [_u(rng, 0, 2 * math.pi) for _ in range(3)],
+                 "jitter": [_u(rng, -0.06, 0.06) for _ in range(3)]  # amplitudes, then phases
+                 + [_u(rng, 0, 2 * math.pi) for _ in range(3)],
                  "blur": _u(rng, 0.02, 0.06), "alpha": _u(rng, 0.8, 1.0),
                  "breath": _u(rng, 0.01, 0.04), "breath_period": _u(rng, 1.0, 3.0),
                  "breath_phase": _u(rng, 0, 2 * math.pi)},
@@ -137,7 +142,7 @@ def _fake_params(rng: np.random.Generator, cfg: SampleConfig) -> dict:
         "colour": {"gains": gains, "offset": _u(rng, -8.0, 8.0), "contrast": _u(rng, -0.08, 0.08),
                    "drift": _u(rng, 0.1, 0.4), "drift_period": _u(rng, 1.0, 3.0),
                    "drift_phase": _u(rng, 0, 2 * math.pi)},
-        "resample": {"factor": _u(rng, 0.4, 0.7), "drift": _u(rng, 0.0, 0.1),
+        "resample": {"factor": _u(rng, 0.45, 0.8), "drift": _u(rng, 0.0, 0.1),
                      "drift_period": _u(rng, 1.0, 3.0), "drift_phase": _u(rng, 0, 2 * math.pi)},
     }
 
@@ -186,10 +191,9 @@ def _camera_matrices(cam: dict, face_centre: tuple[float, float], cfg: SampleCon
     for i in range(n):
         t = i / fps
         u = (i + 0.5) / n - 0.5  # -0.5 … 0.5 over the clip: drifts have the same range at any duration
-        zoom = 1 + cam["zoom_amp"] * math.sin(2 * math.pi * t / cam["zoom_period"] + cam["zoom_phase"]) \
-            + cam["zoom_drift"] * u
+        zoom = 1 + cam["zoom_amp"] * _wave(cam, "zoom", t) + cam["zoom_drift"] * u
         scale = cam["face_height"] * zoom * H / box_h
-        sway = math.sin(2 * math.pi * t / cam["sway_period"] + cam["sway_phase"])
+        sway = _wave(cam, "sway", t)
         f1, f2 = cam["shake_freq"]
         p = cam["shake_phase"]
         shake = cam["shake"] * H / 480
@@ -197,11 +201,16 @@ def _camera_matrices(cam: dict, face_centre: tuple[float, float], cfg: SampleCon
             + shake * (math.sin(2 * math.pi * f1 * t + p[0]) + 0.5 * math.sin(2 * math.pi * f2 * t + p[1]))
         cy = H * (cam["cy"] + cam["pan"][1] * u + cam["sway"][1] * sway) \
             + shake * (math.sin(2 * math.pi * f2 * t + p[2]) + 0.5 * math.sin(2 * math.pi * f1 * t + p[3]))
-        angle = cam["rotation"] + cam["rot_amp"] * math.sin(2 * math.pi * t / cam["rot_period"] + cam["rot_phase"])
+        angle = cam["rotation"] + cam["rot_amp"] * _wave(cam, "rot", t)
         m = cv2.getRotationMatrix2D(face_centre, angle, scale)
         m[:, 2] += (cx - face_centre[0], cy - face_centre[1])
         mats[i] = m
     return mats
+
+
+def _wave(p: dict, name: str, t: float) -> float:
+    """sin at time t with the period and phase stored as p[name + '_period'], p[name + '_phase']."""
+    return math.sin(2 * math.pi * t / p[f"{name}_period"] + p[f"{name}_phase"])
 
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -233,7 +242,8 @@ def _load_image(name: str) -> np.ndarray:
     else:  # find scikit-learn's file without importing sklearn (and scipy) just for a JPEG
         spec = importlib.util.find_spec("sklearn")
         if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError(f"scikit-learn is needed for the sample background {name}; pip install scikit-learn")
+            raise RuntimeError(f"scikit-learn is needed for the sample background {name}; "
+                               "pip install scikit-learn")
         path = Path(spec.submodule_search_locations[0]) / "datasets" / "images" / name
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -258,7 +268,8 @@ def _background(bg: dict, size: tuple[int, int]) -> np.ndarray:
     if bg["flip"]:
         src = cv2.flip(src, 1)
     s = max(w / src.shape[1], h / src.shape[0]) * 1.15  # cover the canvas with room for an offset crop
-    big = cv2.resize(src, (math.ceil(src.shape[1] * s), math.ceil(src.shape[0] * s)), interpolation=cv2.INTER_LINEAR)
+    big = cv2.resize(src, (math.ceil(src.shape[1] * s), math.ceil(src.shape[0] * s)),
+                     interpolation=cv2.INTER_LINEAR)
     ox = int(bg["offset"][0] * (big.shape[1] - w))
     oy = int(bg["offset"][1] * (big.shape[0] - h))
     img = big[oy:oy + h, ox:ox + w].astype(np.float32)
@@ -282,7 +293,7 @@ def _scene(footage: dict, mats: np.ndarray, cfg: SampleConfig):
     cw, ch = pw + left + right, ph + top + bottom
     bg = footage["background"]
     canvas = _background(bg, (cw, ch))
-    # Below the photo the body continues (mirrored uniform); on the other sides the photo fades into the backdrop.
+    # Below the photo the body goes on (mirrored uniform); elsewhere the photo fades into the backdrop.
     body = cv2.copyMakeBorder(photo, 0, bottom, 0, 0, cv2.BORDER_REFLECT).astype(np.float32)
     fx = np.minimum(np.arange(pw) + 1, pw - np.arange(pw)) / bg["feather"]
     fy = (np.arange(ph + bottom) + 1) / bg["feather"]
@@ -305,7 +316,7 @@ def _mask_polygon(fake: dict, ellipse: tuple, t: float) -> np.ndarray:
     """Face mask outline in photo pixels at time t: an ellipse, or a wobbly hull, that breathes a little."""
     mk = fake["mask"]
     (cx, cy), (ax, ay) = ellipse
-    breath = 1 + mk["breath"] * math.sin(2 * math.pi * t / mk["breath_period"] + mk["breath_phase"])
+    breath = 1 + mk["breath"] * _wave(mk, "breath", t)
     phi = np.linspace(0, 2 * math.pi, 48, endpoint=False)
     r = np.ones_like(phi)
     if mk["shape"] == "hull":
@@ -333,11 +344,12 @@ def _self_blend(frame: np.ndarray, fake: dict, poly: np.ndarray, face_px: float,
     target = frame[y0:y1, x0:x1]
     h, w = target.shape[:2]
     mask = np.zeros((h, w), np.float32)
-    cv2.fillPoly(mask, [np.round((poly - (x0, y0)) * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
+    outline = np.round((poly - (x0, y0)) * 16).astype(np.int32)  # 4 fractional bits: sub-pixel outline
+    cv2.fillPoly(mask, [outline], 1.0, lineType=cv2.LINE_8, shift=4)
     mask = cv2.GaussianBlur(mask, (0, 0), sigma) * min(1.0, mk["alpha"] * k)
 
     def drift(p: dict) -> float:
-        return 1 + p["drift"] * math.sin(2 * math.pi * t / p["drift_period"] + p["drift_phase"])
+        return 1 + p["drift"] * _wave(p, "drift", t)
 
     # 1. warp: the pasted face sits a little off, as a swapped face's landmarks never align exactly
     centre = tuple(float(v) for v in poly.mean(0) - (x0, y0))
@@ -345,12 +357,14 @@ def _self_blend(frame: np.ndarray, fake: dict, poly: np.ndarray, face_px: float,
     m = cv2.getRotationMatrix2D(centre, wp["angle"] * k * d, 1 + wp["scale"] * k * d)
     m[:, 2] += np.array(wp["shift"]) * face_px * k * d
     source = cv2.warpAffine(target, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    # 2. resample: down to a fraction of the detector's crop scale and back up, so the blur survives cropping
-    factor = rs["factor"] * (1 + rs["drift"] * math.sin(2 * math.pi * t / rs["drift_period"] + rs["drift_phase"]))
-    factor = min(1.0, factor * min(1.0, cfg.crop_px / face_px))
+    # 2. resample: down to a fraction of the face's size in the detector's crop (crop side = 1.6 face boxes)
+    # and back up, so the blur survives the crop+resize instead of vanishing in it
+    factor = rs["factor"] * drift(rs)
+    factor = min(1.0, factor * min(1.0, cfg.crop_px / (1.6 * face_px)))
     factor = 1 - (1 - factor) * min(k, 1.0)
     if factor < 0.99:
-        small = cv2.resize(source, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(source, (max(1, round(w * factor)), max(1, round(h * factor))),
+                           interpolation=cv2.INTER_AREA)
         source = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     # 3. colour: per-channel gains, contrast and offset, as a face from other footage would carry
     d = drift(col)
@@ -394,9 +408,9 @@ def iter_frames(spec: dict, config: SampleConfig, apply_fake: bool = True, masks
     for i in range(n):
         t = i / fps
         u = (i + 0.5) / n - 0.5
-        frame = cv2.warpAffine(canvas, canvas_mats[i], (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        bright = lt["brightness"] * (1 + lt["drift"] * u
-                                     + lt["flicker"] * math.sin(2 * math.pi * t / lt["flicker_period"] + lt["flicker_phase"]))
+        frame = cv2.warpAffine(canvas, canvas_mats[i], (W, H), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+        bright = lt["brightness"] * (1 + lt["drift"] * u + lt["flicker"] * _wave(lt, "flicker", t))
         angle = lt["angle"] + lt["angle_drift"] * u
         gain = bright * (1 + lt["gradient"] * (xs * math.cos(angle) + ys * math.sin(angle)))
         ox, oy = rng.integers(0, margin + 1, size=2)
@@ -411,13 +425,14 @@ def iter_frames(spec: dict, config: SampleConfig, apply_fake: bool = True, masks
 
 
 # ---------------------------------------------------------------------------------------------- write
-def _write_video(path: Path, spec: dict, config: SampleConfig) -> None:
-    """Encode one video to a dot-prefixed temp file beside `path`, then rename it into place."""
+def _write_video(path: Path, tmp_dir: Path, spec: dict, config: SampleConfig) -> None:
+    """Encode one video into `tmp_dir` (same file system), then rename it to `path`."""
     import cv2
 
-    # The temp name keeps the .mp4 suffix (OpenCV picks the container from it) and starts with a dot,
-    # so `real/*.mp4` never lists an unfinished video; `.*.tmp-*` is what utils.clean_stale_temps removes.
-    tmp = path.parent / f".{path.stem}.tmp-{os.getpid()}{path.suffix}"
+    # The temp file keeps the .mp4 suffix because OpenCV picks the container from it, and lives in a
+    # dot-folder beside real/ and fake/: pathlib's glob("*.mp4") lists dot-files too (Python 3.11),
+    # so a dot-prefixed temp name inside real/ would look like a finished video to other stages.
+    tmp = tmp_dir / path.name
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*config.codec), float(config.fps),
                              (config.width, config.height))
     try:
@@ -473,12 +488,18 @@ def make_sample_dataset(out: str | os.PathLike, config: SampleConfig | None = No
                 (out / f).unlink(missing_ok=True)
     import cv2
 
-    for spec in tqdm(specs, desc="sample videos", unit="video", disable=not progress):
-        # Every frame's face box, ground truth for checking a face detector on this set.
-        _, box, ellipse = _photo_geometry(spec["footage"]["flip"])
-        mats = _camera_matrices(spec["footage"]["camera"], ellipse[0], config)
-        spec["face_boxes"] = _face_boxes(mats, box)
-        _write_video(out / spec["file"], spec, config)
+    # `.*.tmp-*` is the pattern utils.clean_stale_temps removes after an interrupted run.
+    tmp_dir = out / f".sample.tmp-{os.getpid()}"
+    tmp_dir.mkdir(exist_ok=True)
+    try:
+        for spec in tqdm(specs, desc="sample videos", unit="video", disable=not progress):
+            # Every frame's face box, ground truth for checking a face detector on this set.
+            _, box, ellipse = _photo_geometry(spec["footage"]["flip"])
+            mats = _camera_matrices(spec["footage"]["camera"], ellipse[0], config)
+            spec["face_boxes"] = _face_boxes(mats, box)
+            _write_video(out / spec["file"], tmp_dir, spec, config)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     manifest = {"format": _FORMAT, "config": _config_dict(config),
                 "paper": "Shiohara & Yamasaki, Detecting Deepfakes with Self-Blended Images, CVPR 2022",
                 "opencv": cv2.__version__, "videos": specs}
@@ -497,7 +518,10 @@ def _read_manifest(path: Path) -> dict | None:
 
 
 def read_manifest(out: str | os.PathLike) -> tuple[SampleConfig, list[dict]]:
-    """Read `<out>/sample_manifest.json`. Returns (config, video specs). Raises FileNotFoundError/ValueError."""
+    """Read `<out>/sample_manifest.json`. Returns (config, video specs).
+
+    Raises FileNotFoundError without a manifest, ValueError for one this version cannot render.
+    """
     path = Path(out) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; generate the set with make_sample_dataset({str(out)!r})")
@@ -526,7 +550,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def add_cli(subparsers) -> None:
     """Register `dfd sample OUT [--n-real N --n-fake N --seconds S --width W --height H --fps F --seed S]`."""
     d = SampleConfig()
-    p = subparsers.add_parser("sample", help="generate the embedded sample set (real + self-blended fake videos)",
+    p = subparsers.add_parser("sample", help="generate the embedded sample set (real + self-blended fakes)",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="output folder; gets real/, fake/ and sample_manifest.json")
     p.add_argument("--n-real", type=int, default=d.n_real, help=f"real videos (default {d.n_real})")
@@ -539,5 +563,5 @@ def add_cli(subparsers) -> None:
     p.add_argument("--codec", default=d.codec, help=f"OpenCV fourcc (default {d.codec})")
     p.add_argument("--strength", type=float, default=d.strength,
                    help=f"fake artefact strength, 0..2 (default {d.strength})")
-    p.add_argument("--overwrite", action="store_true", help="rewrite even if the folder already holds this set")
+    p.add_argument("--overwrite", action="store_true", help="rewrite even if OUT already holds this set")
     p.set_defaults(func=_cmd_sample)

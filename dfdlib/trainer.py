@@ -412,8 +412,13 @@ class _Trainer:
             self.torch.save(state, f)
 
     def _load_last(self) -> int:
-        state = self.torch.load(self.last_path, map_location=self.device, weights_only=True)
-        if state.get("format") != LAST_FORMAT:
+        try:
+            state = self.torch.load(self.last_path, map_location=self.device, weights_only=True)
+        except Exception as e:  # truncated by a full disk, copied half, or pickled code refused by weights_only
+            first = (str(e).splitlines() or [""])[0][:160]
+            raise ValueError(f"{self.last_path} cannot be read ({type(e).__name__}: {first}); "
+                             "delete it to start a new run, or restore it from a backup") from e
+        if not isinstance(state, dict) or state.get("format") != LAST_FORMAT:
             raise ValueError(f"{self.last_path} is not a dfdlib resume file; start a new run (resume=False)")
         changed = {k: (v, getattr(self.cfg, k)) for k, v in state["config"].items()
                    if k not in _RESUME_FREE and getattr(self.cfg, k, v) != v}
@@ -575,10 +580,21 @@ class _Trainer:
                 f"keep amp on. Finished epochs are safe in {self.last_path}: rerun with resume=True "
                 "(--resume) after changing batch_size/grad_accum.")
 
+    @contextlib.contextmanager
+    def _saving(self, epoch: int):
+        """A failed write (full disk, lost permissions) becomes advice; atomic writes kept the previous files."""
+        try:
+            yield
+        except OSError as e:
+            kept = f"{self.last_path} still holds epoch {epoch}" if epoch else "no epoch had been saved yet"
+            raise OSError(e.errno, f"could not save epoch {epoch + 1} in {self.run_dir} ({e.strerror or e}). Free "
+                                   "disk space or fix the folder's permissions, then rerun with resume=True "
+                                   f"(--resume); {kept}") from e
+
     # ---- main loop
     def fit(self) -> TrainResult:
         torch, cfg = self.torch, self.cfg
-        from .utils import seed_everything
+        from .utils import ensure_writable, seed_everything
 
         df = self._labels()
         self.preprocess = self._preprocess_settings(df)
@@ -595,10 +611,11 @@ class _Trainer:
         else:
             self._clear_old_run()
         if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ensure_writable(self.run_dir, "run folder (out_dir)")  # before the first epoch, not after it
             self.log(f"training on {self.device} ({self.world} process{'es' if self.world > 1 else ''}): "
                      f"{len(self.train_ds)} train / {len(self.val_ds)} val / "
-                     f"{len(self.test_ds) if self.test_ds else 0} test clips, amp={self.amp_dtype or 'off'}")
+                     f"{len(self.test_ds) if self.test_ds else 0} test clips, "
+                     f"amp={ {None: 'off', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[self.amp_dtype]}")
         from .metrics import best_threshold, compute_metrics
 
         since_best = 0 if not self.history else self.history[-1]["epoch"] - (self.best or {}).get("epoch", 0)
@@ -624,7 +641,8 @@ class _Trainer:
             if improved:
                 m = dict(m, epoch=row["epoch"])
                 thr = best_threshold(y, p)
-                path = self._save_best(row, m, thr)
+                with self._saving(epoch):
+                    path = self._save_best(row, m, thr)
                 self.best = {"score": self._score(row), "epoch": row["epoch"], "path": path, "threshold": thr,
                              "metrics": m}
                 since_best = 0
@@ -634,8 +652,9 @@ class _Trainer:
             self.log(f"Epoch {epoch + 1}/{cfg.num_epochs}  Loss: {train_loss:.4f} | Val_Loss: {val_loss:.4f} | "
                      f"Accuracy: {100 * m['accuracy']:.1f}% | Val_AUC: {auc}" + ("  (best, saved)" if improved else ""))
             self.stopped = bool(cfg.early_stopping) and since_best >= cfg.early_stopping
-            self._write_history()
-            self._save_last(epoch + 1, self.stopped)
+            with self._saving(epoch):
+                self._write_history()
+                self._save_last(epoch + 1, self.stopped)
             if self.stopped:
                 self.log(f"early stopping: no {cfg.monitor} improvement for {cfg.early_stopping} epochs")
         return self._finish()

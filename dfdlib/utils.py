@@ -19,8 +19,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
     A crash mid-write leaves the previous file (if any) intact and no partial file at `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file the user asked for, not our temp file
+        raise _not_writable(path.parent, e, f"cannot write {path}: ") from e
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
@@ -41,11 +44,14 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
     With `overwrite`, an existing `path` is replaced only after the new one is complete.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as e:
+        raise _not_writable(path.parent, e, f"cannot write {path}: ") from e
     try:
         yield tmp
         if path.exists():
@@ -60,6 +66,30 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _not_writable(folder: Path, e: OSError, prefix: str = "", what: str = "folder") -> OSError:
+    """The same kind of OSError (PermissionError, ...) with a message naming `folder` and what to do."""
+    cls = type(e) if isinstance(e, OSError) and type(e).__init__ is OSError.__init__ else OSError
+    return cls(e.errno, f"{prefix}{what} {folder} is not writable ({e.strerror or e}); choose another folder, "
+                        "fix its permissions or free disk space")
+
+
+def ensure_writable(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create `folder` if needed and check that a file can be written in it, before long work depends on it.
+
+    Takes the folder and how to call it in the message. Returns it as a Path. Raises PermissionError /
+    OSError naming the folder and what to do (read-only, no permission, full disk, a file in the way).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".dfd-write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise _not_writable(folder, e, what=what) from e
+    return folder
 
 
 def clean_stale_temps(folder: str | os.PathLike) -> int:

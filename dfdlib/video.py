@@ -9,6 +9,7 @@ frames, width and height are as a viewer sees them.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def _open(path: str | Path, threads: int | None = None):
 
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():  # exists() follows links: a dangling link or a loop lands here
+            raise VideoError(f"{p}: a symbolic link to {os.readlink(p)!r}, which does not exist or loops back; "
+                             "replace the link by the video file or remove it")
         raise VideoError(f"{p}: no such file; check the path")
     if not p.is_file():
         raise VideoError(f"{p}: is not a file")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,13 +102,15 @@ def smoke_cell(params: list[Param], extra: str) -> str:
     return "\n".join(lines) + ("\n" + extra.strip("\n") if extra else "")
 
 
-def notebook(title: str, intro: str, params: list[Param], imports: str, derived: str,
+def notebook(title: str, intro: str, params: list[Param], derived: str,
              sections: list[tuple[str, str | list[str]]]) -> nbformat.NotebookNode:
     params = COMMON_HEAD + params + COMMON_TAIL
+    code = "\n".join([smoke_cell(params, derived)] + [src for _, body in sections
+                                                          for src in ([body] if isinstance(body, str) else body)])
     cells = [
         new_markdown_cell(f"# {title}\n\n{intro.strip()}"),
         new_code_cell(COLAB),
-        new_code_cell(imports.strip()),
+        new_code_cell(imports_cell(code)),
         new_code_cell(params_cell(params), metadata={"tags": ["parameters"]}),
         new_code_cell(smoke_cell(params, derived)),
     ]
@@ -128,19 +131,35 @@ Batch: `papermill {name}.ipynb out.ipynb -p NAME VALUE` (`papermill --help-noteb
 parameters), or a parameter grid with `dfd sweep notebooks/{name}.ipynb -p NAME V1,V2`.
 Set `smoke=True` for a tiny run that finishes in about a minute on a CPU."""
 
-IMPORTS = """\
-%matplotlib inline
-import os
-from pathlib import Path
+# The imports cell: each line is kept only when the notebook's code uses the names it imports.
+IMPORT_LINES = [
+    ("%matplotlib inline", None),  # figures render inline even when no pyplot figure was made first
+    ("import os", None),
+    ("from pathlib import Path", None),
+    ("", None),
+    ("import matplotlib.pyplot as plt", ["plt."]),
+    ("import pandas as pd", ["pd."]),
+    ("from IPython.display import {}", ["Image", "display"]),
+    ("", None),
+    ("import dfdlib", None),
+    ("from dfdlib import demo", ["demo."]),
+    ("from dfdlib.labels import split_summary", ["split_summary("]),
+    ("from dfdlib.metrics import format_metrics_table", ["format_metrics_table("]),
+]
 
-import matplotlib.pyplot as plt
-import pandas as pd
-from IPython.display import Image, display
 
-import dfdlib
-from dfdlib import demo
-from dfdlib.labels import split_summary
-from dfdlib.metrics import format_metrics_table"""
+def imports_cell(code: str) -> str:
+    lines = []
+    for line, uses in IMPORT_LINES:
+        if uses is None:
+            lines.append(line)
+        elif "{}" in line:
+            names = [n for n in uses if re.search(rf"\b{n}\(", code)]
+            if names:
+                lines.append(line.format(", ".join(names)))
+        elif any(u in code for u in uses):
+            lines.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 # ---- preprocessing.ipynb -------------------------------------------------------------------------------
@@ -199,7 +218,7 @@ folders = [p for label in ("real", "fake")
            for p in sorted((processed / label).glob("*"))[:show_videos] if not p.name.startswith(".")]
 n_show = min(frames, 8)
 fig, axes = plt.subplots(len(folders), n_show, figsize=(1.4 * n_show, 1.5 * len(folders)), squeeze=False)
-for row, folder in zip(axes, folders):
+for row, folder in zip(axes, folders, strict=True):
     for i, ax in enumerate(row):
         jpg = folder / f"frame_{i * frames // n_show}.jpg"
         if jpg.exists():
@@ -216,7 +235,7 @@ plt.show()"""),
         "Samples frames from each video, finds the main face with MTCNN and saves square face crops as "
         "`<processed_dir>/<real|fake>/<video>/frame_<i>.jpg` plus a `faces.json` per video. Shows the report "
         "table and a grid of crops.\n\n" + RUN_HOW.format(name="preprocessing"),
-        params, IMPORTS, derived, sections)
+        params, derived, sections)
 
 
 # ---- Create_csv_from_glob.ipynb -----------------------------------------------------------------------
@@ -274,7 +293,7 @@ plt.show()"""),
         "Builds `labels.csv` (`filename,label,split`) from the face-crop folders that `preprocessing.ipynb` "
         "wrote, by glob (`real/*` → 0, `fake/*` → 1), with a seeded, stratified train/val/test split. Shows "
         "the class balance per split.\n\n" + RUN_HOW.format(name="Create_csv_from_glob"),
-        params, IMPORTS, derived, sections)
+        params, derived, sections)
 
 
 # ---- Model_and_train_csv.ipynb ------------------------------------------------------------------------
@@ -362,7 +381,7 @@ print(f"threshold   : {result.threshold:.3f} (P(fake) at or above it means FAKE)
         "On a CPU the defaults are slow; set `smoke=True`, or `backbone='resnet18'` with a smaller "
         "`image_size`, to try the notebook. A GPU (Colab) runs the defaults.\n\n"
         + RUN_HOW.format(name="Model_and_train_csv"),
-        params, IMPORTS, derived, sections)
+        params, derived, sections)
 
 
 # The live plot: while train() runs, a watcher thread redraws the curves whenever the run's history.csv
@@ -439,7 +458,7 @@ if make_inputs and not model_path and not has_model:
     demo.ensure_sample(videos, smoke=smoke)
     dfdlib.preprocess_dataset(videos, processed, inputs_config)
     demo.ensure_labels(processed, csv_path)
-    demo.ensure_model(root / train_dir, processed, csv_path, smoke=smoke)
+    model_path = str(demo.ensure_model(root / train_dir, processed, csv_path, smoke=smoke))
     models = root / train_dir  # the registry below then lists the model just trained
 registry = dfdlib.list_models(models)
 registry.drop(columns=["path"])""",
@@ -447,7 +466,7 @@ registry.drop(columns=["path"])""",
 chosen = root / model_path if model_path else dfdlib.best_model(sequence_length, models)
 model = dfdlib.load_model(chosen)
 print(f"model: {chosen}\\ntrained with sequence length {model.meta.get('sequence_length')}, "
-      f"threshold {model.meta.get('threshold', 0.5):.3f}")"""]),
+      f"threshold {model.meta.get('threshold') or 0.5:.3f}")"""]),
         ("## 2. Predict one video\n\nThe video goes through exactly the preprocessing the model was trained with "
          "(read from the model file): frame sampling, MTCNN face crop, size, normalisation.",
          """\
@@ -464,7 +483,7 @@ if clip is not None:
 
     faces = clip_to_images(clip)
     fig, axes = plt.subplots(1, len(faces), figsize=(1.2 * len(faces), 1.6), squeeze=False)
-    for ax, face in zip(axes[0], faces):
+    for ax, face in zip(axes[0], faces, strict=True):
         ax.imshow(face)
         ax.axis("off")
     fig.suptitle(f"{video_path.name}: {prediction.label}")
@@ -502,7 +521,7 @@ for png in sorted(out.glob("*.png")) if split else []:
         "Loads a trained model (chosen from the model registry), predicts a video — verdict and confidence — "
         "shows the face crops it looked at and Grad-CAM overlays of what drove the decision, and evaluates "
         "the model on the labelled test split.\n\n" + RUN_HOW.format(name="Predict"),
-        params, IMPORTS, derived, sections)
+        params, derived, sections)
 
 
 # Widgets: upload + sequence-length slider + model dropdown filled from the registry for that length.

@@ -112,7 +112,7 @@ def test_detector_batch_returns_full_resolution_boxes(videos, detector):
     frames, _, _ = read_frames(d / "face.mp4", 3)
     small = detector.detect(frames, max_side=160)  # detect at half resolution
     full = detector.detect(frames, max_side=0)
-    for a, b in zip(small, full):
+    for a, b in zip(small, full, strict=True):
         assert len(a) == 1 and len(b) == 1
         assert iou(a[0], truth) > 0.75 and iou(b[0], truth) > 0.75
         assert iou(a[0], b[0]) > 0.8
@@ -174,8 +174,8 @@ def test_huge_frames_are_kept_downscaled_with_full_resolution_boxes(videos, dete
     monkeypatch.setattr(faces, "FRAME_BUDGET_BYTES", 6 * 3 * 160 * 120)  # keep frames at 160x120
     small = extract_faces(d / "face.mp4", CFG, detector=detector)
     assert small.status == "ok" and (small.info.width, small.info.height) == (320, 240)
-    assert all(iou(a, b) > 0.8 for a, b in zip(small.boxes, normal.boxes))
-    diff = np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(small.crops, normal.crops)])
+    assert all(iou(a, b) > 0.8 for a, b in zip(small.boxes, normal.boxes, strict=True))
+    diff = np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(small.crops, normal.crops, strict=True)])
     assert diff < 25  # the same face region, only softer
 
 

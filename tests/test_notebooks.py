@@ -226,7 +226,9 @@ def test_training_notebook_writes_model_metrics_and_plots(trained):
     assert all((run / "plots" / f"{p}.png").is_file() for p in ("curves", "confusion", "roc"))
     out = texts(nb)
     assert f"model file  : {models[0]}" in out and "Accuracy" in out
-    assert "image/png" in mime_types(nb)  # live curves, confusion matrix, ROC
+    train_cell = next(c for c in nb.cells if "dfdlib.train(config)" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in train_cell.outputs)  # the live curves
+    assert "image/png" in mime_types(nb)
 
 
 @pytest.mark.slow
@@ -242,3 +244,34 @@ def test_predict_notebook_gives_a_verdict_gradcam_and_test_metrics(predicted):
     assert (out / "predictions.csv").is_file() and (out / "confusion.png").is_file()
     types = mime_types(nb)
     assert "image/png" in types and "application/vnd.jupyter.widget-view+json" in types
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_predict_notebook_runs_alone_on_a_fresh_clone(tmp_path):
+    """No inputs at all: the notebook builds the sample set, faces, labels and a smoke model itself."""
+    nb = run_notebook("Predict.ipynb", tmp_path, project_root=str(tmp_path / "clone"))
+    base = tmp_path / "clone" / "runs" / "smoke"  # smoke runs keep their files apart from real ones
+    assert sorted(p.name for p in (base / "data" / "sample" / "fake").glob("*.mp4"))
+    assert list((base / "runs" / "train").glob("model_8_acc_*_final_data.pt"))  # smoke sequence length 8
+    assert json.loads((base / "runs" / "predict" / "metrics.json").read_text())["split"] == "test"
+    assert ": FAKE" in texts(nb) or ": REAL" in texts(nb)
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_sweep_over_the_training_notebook_tabulates_each_run(labelled, preprocessed, ws):
+    """`dfd sweep` with the real training notebook: -p values reach the run, metrics land in the table."""
+    from dfdlib.sweep import run_sweep
+
+    out = ws / "sweep" / "seq"
+    df = run_sweep(NB_DIR / "Model_and_train_csv.ipynb", {"sequence_length": [4, 6]}, out=out,
+                   base_params={"smoke": True, "project_root": str(ws), "processed_dir": str(preprocessed[1]),
+                                "labels_csv": str(labelled[1]), "make_inputs": False}, log=lambda *_: None)
+    assert list(df["run"]) == ["sequence_length-4", "sequence_length-6"]
+    assert list(df["status"]) == ["ok", "ok"], df["error"].tolist()
+    assert df["test.accuracy"].between(0, 1).all() and (df["best_epoch"] == 1).all()
+    for seq in (4, 6):
+        assert list((out / f"sequence_length-{seq}").glob(f"model_{seq}_acc_*_final_data.pt"))
+        assert (out / f"sequence_length-{seq}.ipynb").is_file()
+    assert (out / "results.md").read_text().startswith("| run | sequence_length | status |")
