@@ -59,6 +59,9 @@ def grad_cam(model, clip, target: str | int = "fake", layer=None) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"grad_cam takes one model (nn.Module), got {type(model).__name__}; for an Ensemble "
+                        "pass one of ensemble.members with the clip built for it")
     x = torch.as_tensor(clip)
     if x.dim() == 4:
         x = x[None]

@@ -356,7 +356,9 @@ def load_model(path: str | Path, device="cpu") -> nn.Module:
                 "so it was refused for safety. Re-save it as a state_dict (torch.save(model.state_dict(), ...)) "
                 "or with dfdlib.save_model, where you trust its source."
             ) from e
-        raise ValueError(f"{path} is not a PyTorch model file or is truncated/corrupt ({e}); copy it again") from e
+        detail = (str(e).split("WeightsUnpickler error:")[-1].strip().splitlines() or [""])[0][:120]  # not torch's essay
+        raise ValueError(f"{path} is not a PyTorch model file or is truncated/corrupt ({detail}); copy or download "
+                         "it again") from e
     except Exception as e:  # zip errors, EOFError, KeyError from random bytes
         raise ValueError(f"{path} is not a PyTorch model file or is truncated/corrupt "
                          f"({type(e).__name__}: {str(e)[:120]}); copy or download it again") from e

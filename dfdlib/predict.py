@@ -7,6 +7,7 @@ with no usable face gets status "no_face" and no label, never a guess.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -264,6 +265,29 @@ def find_videos(folder: str | Path, recursive: bool = True) -> list[Path]:
                   and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
 
 
+@contextlib.contextmanager
+def uploaded_video(name: str, content):
+    """Save an uploaded video (e.g. from the Predict notebook's upload widget) for the length of a `with`.
+
+    Takes the name the browser sent and the bytes. Yields the file's path inside a fresh private temp
+    folder (mode 0700); the folder is removed on exit, also after an error. Only a cleaned base name is
+    kept, so a name like `../../x.mp4` cannot write anywhere else.
+    """
+    import re
+    import shutil
+    import tempfile
+
+    base = Path(str(name or "").replace("\\", "/")).name
+    base = re.sub(r"[^\w.\- ]", "_", base).lstrip(".") or "upload.mp4"
+    folder = Path(tempfile.mkdtemp(prefix="dfd-upload-"))
+    try:
+        path = folder / base
+        path.write_bytes(bytes(content))
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def predict_many(model, videos, names=None, sequence_length=None, threshold=None, progress=True,
                  explain_dir=None, device: str = "auto") -> pd.DataFrame:
     """Predict a list of videos with one model load and one face detector; one row per video.
@@ -445,13 +469,14 @@ def _cli_predict(args) -> int:
         print(f"model: {models[0]} (best for {args.sequence_length} frames in {args.models_dir}/)")
     videos, names = [], []
     for item in inputs:
-        found = find_videos(item)
-        if not found and Path(item).is_dir():
+        # A folder gives its videos; anything else is predicted as given, so a bad path gets its own row.
+        found = find_videos(item) if Path(item).is_dir() else [Path(item)]
+        if not found:
             print(f"warning: no video files in {item}")
         videos += found
         names += [str(v) for v in found]
     if not videos:
-        raise FileNotFoundError(f"no video files found in {inputs}")
+        raise FileNotFoundError(f"no video files found in {', '.join(inputs)}")
     if args.out:
         from .utils import ensure_writable
 

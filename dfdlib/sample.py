@@ -19,6 +19,7 @@ import functools
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -486,6 +487,8 @@ def make_sample_dataset(out: str | os.PathLike, config: SampleConfig | None = No
             f = v.get("file", "")
             if f not in keep and f.startswith(("real/", "fake/")) and f.endswith(".mp4"):
                 (out / f).unlink(missing_ok=True)
+        # Until the new manifest is written, the folder must not claim to hold the old set.
+        manifest_path.unlink(missing_ok=True)
     import cv2
 
     # `.*.tmp-*` is the pattern utils.clean_stale_temps removes after an interrupted run.
@@ -503,8 +506,11 @@ def make_sample_dataset(out: str | os.PathLike, config: SampleConfig | None = No
     manifest = {"format": _FORMAT, "config": _config_dict(config),
                 "paper": "Shiohara & Yamasaki, Detecting Deepfakes with Self-Blended Images, CVPR 2022",
                 "opencv": cv2.__version__, "videos": specs}
+    text = json.dumps(manifest, indent=1)
+    # Lists of numbers (face boxes, gains) on one line each: readable, and the file is a few times smaller.
+    text = re.sub(r"\[([-+\d.eE,\s]+)\]", lambda m: "[" + " ".join(m[1].split()) + "]", text)
     with atomic_write(manifest_path) as f:
-        json.dump(manifest, f, indent=1)
+        f.write(text)
     return out
 
 
@@ -540,7 +546,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                        width=args.width, height=args.height, seed=args.seed, codec=args.codec,
                        strength=args.strength)
     t0 = time.time()
+    manifest = Path(args.out) / MANIFEST
+    before = manifest.stat().st_mtime_ns if manifest.is_file() else None
     out = make_sample_dataset(args.out, cfg, overwrite=args.overwrite)
+    if before is not None and manifest.stat().st_mtime_ns == before:
+        print(f"{out} already holds this sample set (same config and seed); nothing written "
+              "(use --overwrite to rewrite it)")
+        return 0
     print(f"wrote {cfg.n_real} real + {cfg.n_fake} fake videos ({cfg.width}x{cfg.height}, {cfg.fps} fps, "
           f"{cfg.seconds:g} s, seed {cfg.seed}) to {out}/real and {out}/fake in {time.time() - t0:.1f} s; "
           f"parameters in {out / MANIFEST}")

@@ -3,7 +3,8 @@
 `run_sweep("notebooks/Model_and_train_csv.ipynb", {"sequence_length": [10, 20, 40],
 "learning_rate": [1e-4, 3e-4]}, name="seq_lr")` writes, under `runs/sweep/seq_lr/`:
 `<run>.ipynb` (the executed notebook), `<run>/` (the run's `out_dir`, where the notebook writes its
-`metrics.json`), and `results.csv` + `results.md` (one row per run: parameters, status, metrics).
+`metrics.json`), `results.csv` (one row per run: parameters, status, every scalar metric) and
+`results.md` (the same rows with the headline metrics).
 A failed run is recorded with its error and the sweep goes on; a finished run is not repeated.
 """
 from __future__ import annotations
@@ -25,6 +26,8 @@ from .utils import atomic_write
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 METRICS_JSON = "metrics.json"
+# Metrics shown in results.md and on the console (results.csv has every scalar the runs wrote).
+HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc", "eer", "log_loss")
 
 
 def expand_grid(grid: dict[str, list]) -> list[dict]:
@@ -151,12 +154,25 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_results(rows: list[dict], out: Path) -> pd.DataFrame:
+def summary_view(df: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """The readable part of a results table: run, parameters, status, time, error (if any) and the
+    headline metrics (test ones when the runs report test and val metrics). results.csv keeps all columns.
+    """
+    has_error = "error" in df.columns and df["error"].fillna("").astype(str).str.len().gt(0).any()
+    fixed = ["run", *params, "status", "seconds"] + (["error"] if has_error else [])
+    metrics = [c for c in df.columns if c not in {"run", *params, "status", "seconds", "error"}]
+    headline = [c for c in metrics if c.rsplit(".", 1)[-1] in HEADLINE]
+    if any(c.startswith("test.") for c in headline):
+        headline = [c for c in headline if c.startswith("test.")]
+    return df[[c for c in fixed if c in df.columns] + (headline or metrics)]
+
+
+def _write_results(rows: list[dict], out: Path, params: list[str]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     with atomic_write(out / RESULTS_CSV, newline="") as f:
         df.to_csv(f, index=False)
     with atomic_write(out / RESULTS_MD) as f:
-        f.write(markdown_table(df))
+        f.write(markdown_table(summary_view(df, params)))
     return df
 
 
@@ -205,7 +221,7 @@ def run_sweep(notebook: str | os.PathLike, grid: dict[str, list], out: str | os.
             row.update(metrics)
             rows.append(row)
             log(f"[sweep] {i}/{len(combos)} {run}: already done, skipped")
-            _write_results(rows, out)
+            _write_results(rows, out, list(grid))
             continue
         log(f"[sweep] {i}/{len(combos)} {run} ...")
         tmp_nb = out / f".{run}.tmp.ipynb"
@@ -228,8 +244,8 @@ def run_sweep(notebook: str | os.PathLike, grid: dict[str, list], out: str | os.
         row.update(metrics)
         rows.append(row)
         log(f"[sweep] {i}/{len(combos)} {run}: {status} ({seconds} s){' - ' + error if error else ''}")
-        _write_results(rows, out)  # after every run, so an interrupted sweep keeps what it finished
-    df = _write_results(rows, out)
+        _write_results(rows, out, list(grid))  # after every run, so an interrupted sweep keeps what it finished
+    df = _write_results(rows, out, list(grid))
     log(f"[sweep] results: {out / RESULTS_CSV} and {out / RESULTS_MD}; executed notebooks in {out}/")
     return df
 
@@ -268,5 +284,5 @@ def _cli(args: argparse.Namespace) -> int:
         base["smoke"] = True
     df = run_sweep(args.notebook, grid, out=args.out, base_params=base, name=args.name,
                    overwrite=args.overwrite, kernel_name=args.kernel)
-    print(markdown_table(df))
+    print(markdown_table(summary_view(df, list(grid))))
     return 0 if df["status"].isin(["ok", "skipped_done"]).all() else 1

@@ -471,7 +471,9 @@ class _Trainer:
             self.model.backbone.eval()  # frozen BatchNorm statistics too
         self.sampler.set_epoch(epoch)
         total, accum = self.batches_per_epoch, cfg.grad_accum
-        loss_sum = correct = seen = 0.0
+        # running sums stay on the device: no host sync per step (the GPU keeps its queue full)
+        sums = torch.zeros(2, device=self.device, dtype=torch.float64)
+        seen = 0
         params = [p for p in self.model.parameters() if p.requires_grad]
         bar = tqdm(total=total, desc=f"Epoch {epoch + 1}/{cfg.num_epochs}", unit="batch", leave=False,
                    disable=not (cfg.show_progress and self.main))
@@ -501,13 +503,14 @@ class _Trainer:
                         and self.scheduler.last_epoch + 1 >= self.scheduler.total_steps):
                     self.scheduler.step()
             with torch.no_grad():
-                pred = self.model.prob_fake(logits.detach()) >= 0.5
-                loss_sum += float(loss) * len(y)
-                correct += float((pred.long() == y).sum())
+                pred = (self.model.prob_fake(logits.detach()) >= 0.5).long()
+                sums += torch.stack([loss.detach().double() * len(y), (pred == y).sum().double()])
                 seen += len(y)
             bar.update()
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+            if not bar.disable and (i % 10 == 0 or i + 1 == total):
+                bar.set_postfix(loss=f"{sums[0].item() / seen:.4f}")
         bar.close()
+        loss_sum, correct = sums.tolist()
         secs = time.perf_counter() - t0
         tot = np.sum(self._gather((loss_sum, correct, seen, secs)), axis=0)
         # plain floats: history rows go into last.pt, which is read back with weights_only=True
@@ -612,6 +615,9 @@ class _Trainer:
             self._clear_old_run()
         if self.main:
             ensure_writable(self.run_dir, "run folder (out_dir)")  # before the first epoch, not after it
+            for pattern in (".last.pt.*.tmp", ".model_*.pt.*.tmp", ".history.csv.*.tmp", ".metrics.json.*.tmp"):
+                for stale in self.run_dir.glob(pattern):  # a write cut short by a crash (utils.atomic_write)
+                    stale.unlink(missing_ok=True)
             self.log(f"training on {self.device} ({self.world} process{'es' if self.world > 1 else ''}): "
                      f"{len(self.train_ds)} train / {len(self.val_ds)} val / "
                      f"{len(self.test_ds) if self.test_ds else 0} test clips, "
@@ -626,12 +632,12 @@ class _Trainer:
             t0 = time.perf_counter()
             try:
                 train_loss, train_acc, clips_s = self._train_epoch(epoch)
+                y, p, val_loss = self._predict(self.val_loader, self.val_ds)
             except torch.OutOfMemoryError as e:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 raise RuntimeError(self._oom_message(epoch)) from e
-            y, p, val_loss = self._predict(self.val_loader, self.val_ds)
             m = compute_metrics(y, p)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                    "val_acc": m["accuracy"], "val_auc": m["roc_auc"], "lr": self.optimizer.param_groups[0]["lr"],
@@ -730,7 +736,8 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> TrainResult:
         if trainer.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             # One process per core group: intra-op threads share the cores with the other DDP ranks.
             local = int(os.environ.get("LOCAL_WORLD_SIZE", trainer.world))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            torch.set_num_threads(max(1, cores // max(1, local)))
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)

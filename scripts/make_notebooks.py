@@ -216,6 +216,8 @@ problems if len(problems) else print("every video gave face crops")"""]),
          """\
 folders = [p for label in ("real", "fake")
            for p in sorted((processed / label).glob("*"))[:show_videos] if not p.name.startswith(".")]
+if not folders:
+    raise FileNotFoundError(f"no face crops in {processed}: see the report above")
 n_show = min(frames, 8)
 fig, axes = plt.subplots(len(folders), n_show, figsize=(1.4 * n_show, 1.5 * len(folders)), squeeze=False)
 for row, folder in zip(axes, folders, strict=True):
@@ -246,7 +248,7 @@ def create_csv() -> nbformat.NotebookNode:
         P("labels_csv", "str", "labels/labels.csv", "the labels CSV to write (filename,label,split)"),
         P("real_glob", "str", "real/*", "folders of real videos, relative to processed_dir"),
         P("fake_glob", "str", "fake/*", "folders of fake videos, relative to processed_dir"),
-        P("split", "list", [0.7, 0.15, 0.15], "train / val / test fractions (saved in the split column)"),
+        P("split", "list", [0.7, 0.15, 0.15], "train / val / test fractions; papermill: -y 'split: [0.8, 0.1, 0.1]'"),
         P("seed", "int", 0, "seed of the split"),
         P("videos_dir", "str", "data/sample", "only used when processed_dir is missing (see make_inputs)"),
         P("make_inputs", "bool", True, "if processed_dir is missing, preprocess the sample set into it"),

@@ -403,7 +403,7 @@ def test_sequence_longer_than_the_frames_is_padded_and_said(bad_videos, tiny_mod
         validate_labels(csv, processed_root, sequence_length=8)
     assert "short='drop'" in str(exc.value) and "short='pad'" in str(exc.value)
     # ...and training pads them with a warning instead of failing after hours
-    with pytest.warns(UserWarning, match="padded by repeating their last frame"):
+    with pytest.warns(UserWarning, match="last frame will be repeated"):
         ds_check = validate_labels(csv, processed_root, sequence_length=8, short="pad")
     assert ds_check["frames"].tolist() == [4, 4]
 

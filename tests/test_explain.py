@@ -63,6 +63,8 @@ def test_grad_cam_on_tiny_model_shape_and_range():
         grad_cam(model, clip, target="louder")
     with pytest.raises(ValueError, match="one clip"):
         grad_cam(model, torch.randn(2, 6, 3, 64, 64))
+    with pytest.raises(TypeError, match="Ensemble"):
+        grad_cam(object(), clip)
 
 
 def test_grad_cam_on_resnext_legacy_model():

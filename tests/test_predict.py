@@ -17,8 +17,14 @@ from dfdlib import cli
 from dfdlib.data import FaceSequenceDataset
 from dfdlib.faces import PreprocessConfig, default_detector
 from dfdlib.model import ResNeXtLSTM, load_model, save_model
-from dfdlib.predict import (Ensemble, Prediction, evaluate_model, predict_folder, predict_video,
-                            preprocess_config_for)
+from dfdlib.predict import (
+    Ensemble,
+    Prediction,
+    evaluate_model,
+    predict_folder,
+    predict_video,
+    preprocess_config_for,
+)
 from dfdlib.utils import seed_everything
 
 SEQ, SIZE = 8, 64  # conftest's processed_dir: 8 frames per video, 64 px crops
@@ -124,6 +130,20 @@ def test_unreadable_and_missing_files(model, tmp_path, detector):
     for path in (bad, empty, tmp_path / "missing.mp4"):
         pred = predict_video(model, path, detector=detector)
         assert pred.status == "unreadable" and pred.label is None and path.name in pred.reason
+
+
+def test_video_shorter_than_training_frames_is_padded(model, sample_dir, tmp_path, detector):
+    """5 frames for a model trained on 8 sampled frames: a verdict on all 5, padded as training pads."""
+    src = cv2.VideoCapture(str(sorted(sample_dir.glob("real/*.mp4"))[0]))
+    short = tmp_path / "short.mp4"
+    writer = cv2.VideoWriter(str(short), cv2.VideoWriter_fourcc(*"mp4v"), 25, (320, 240))
+    for _ in range(5):
+        writer.write(src.read()[1])
+    writer.release()
+    src.release()
+    pred = predict_video(model, short, detector=detector)
+    assert pred.status == "ok" and pred.label in ("REAL", "FAKE") and pred.frames_used == SEQ
+    assert pred.faces_found <= 5 and "only 5 frames" in pred.reason
 
 
 def test_ensemble_is_the_mean_of_its_members(model_paths, sample_dir, detector):

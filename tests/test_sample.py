@@ -130,7 +130,8 @@ def test_fake_differs_from_its_footage_only_inside_the_mask(sample_dir):
             ys, xs = np.nonzero(mask > 0.5)
             assert 0.2 < (ys.max() - ys.min()) / cfg.height < 0.6
         if v["label"]:
-            assert np.mean(inside) > 6, f"{v['file']}: fake face barely changed ({np.mean(inside):.1f} levels)"
+            change = np.mean(inside)
+            assert change > 6, f"{v['file']}: fake face barely changed ({change:.1f} grey levels)"
 
 
 def test_fake_artefacts_survive_encoding(sample_dir):
@@ -139,8 +140,8 @@ def test_fake_artefacts_survive_encoding(sample_dir):
     codec_error, inside, outside = [], [], []
     for v in videos:
         decoded = decode(sample_dir / v["file"])
-        for i, ((_, mask), (pristine, _)) in enumerate(zip(iter_frames(v, cfg, masks=True),
-                                                          iter_frames(v, cfg, apply_fake=False), strict=True)):
+        rendered = zip(iter_frames(v, cfg, masks=True), iter_frames(v, cfg, apply_fake=False), strict=True)
+        for i, ((_, mask), (pristine, _)) in enumerate(rendered):
             if i % 10:
                 continue
             diff = np.abs(decoded[i].astype(np.float32) - pristine).mean(axis=2)
@@ -175,6 +176,9 @@ def test_rerun_keeps_matching_set_and_prunes_a_bigger_one(tmp_path):
     (out / "fake/fake_000.mp4").unlink()
     make_sample_dataset(out, SampleConfig(**TINY), progress=False)  # a missing video is regenerated
     assert (out / "fake/fake_000.mp4").is_file()
+    with pytest.raises(RuntimeError):  # a rewrite that fails half-way ...
+        make_sample_dataset(out, SampleConfig(**TINY, codec="zzzz"), progress=False)
+    assert not (out / MANIFEST).exists()  # ... leaves no manifest claiming the old set is still there
 
 
 @pytest.mark.parametrize("field, value", [("width", 161), ("n_real", -1), ("seconds", 0.0), ("seed", -2),
@@ -203,4 +207,7 @@ def test_cli_writes_the_set(tmp_path, capsys):
     assert len(list((out / "real").glob("*.mp4"))) == 1 and len(list((out / "fake").glob("*.mp4"))) == 2
     cfg, _ = read_manifest(out)
     assert (cfg.seed, cfg.fps, cfg.n_frames) == (7, 10, 4)
-    assert main(["sample", str(tmp_path / "bad"), "--width", "161"]) == 1  # clear one-line error, no traceback
+    assert main(["sample", str(out), "--n-real", "1", "--n-fake", "2", "--seconds", "0.4", "--width", "160",
+                 "--height", "120", "--fps", "10", "--seed", "7"]) == 0
+    assert "already holds this sample set" in capsys.readouterr().out
+    assert main(["sample", str(tmp_path / "bad"), "--width", "161"]) == 1  # one-line error, no traceback

@@ -106,6 +106,16 @@ def test_markdown_table_shape_formats_and_escapes():
     assert lines[3] == "| z |  | 4 |"
 
 
+def test_summary_view_keeps_parameters_status_and_headline_metrics():
+    df = pd.DataFrame({"run": ["a-1"], "a": [1], "status": ["ok"], "seconds": [1.0], "error": [""],
+                       "test.accuracy": [0.9], "test.n": [4], "val.accuracy": [0.8], "model": ["m.pt"]})
+    assert list(sweep.summary_view(df, ["a"]).columns) == ["run", "a", "status", "seconds", "test.accuracy"]
+    df.loc[0, "error"] = "boom"
+    assert "error" in sweep.summary_view(df, ["a"]).columns
+    other = pd.DataFrame({"run": ["a-1"], "a": [1], "status": ["ok"], "seconds": [1.0], "loss": [0.3]})
+    assert list(sweep.summary_view(other, ["a"]).columns) == ["run", "a", "status", "seconds", "loss"]
+
+
 def test_collect_metrics_flattens_scalars_and_finds_nested_files(tmp_path):
     assert sweep.collect_metrics(tmp_path / "missing") == {}
     (tmp_path / "run" / "sub").mkdir(parents=True)
@@ -170,7 +180,7 @@ def test_sweep_runs_the_grid_records_failures_and_resumes(tiny_nb, tmp_path, cap
     # Runs execute in the notebook's folder (relative paths behave as in Jupyter).
     assert df.loc[0, "cwd"] == str(tiny_nb.parent)
     md = (out / "results.md").read_text()
-    assert md.startswith("| run | a | status | seconds | error |") and md.count("\n") == 5
+    assert md.startswith("| run | a | status | seconds | error | accuracy |\n") and md.count("\n") == 5
     for run in ("a-1", "a-2", "a-3"):  # executed notebooks kept, the failed one too
         executed = nbformat.read(str(out / f"{run}.ipynb"), 4)
         injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]

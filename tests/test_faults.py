@@ -1,0 +1,375 @@
+"""Faults (issue 8): kill -9 in the middle of long jobs, crashes in the middle of a write, and the
+security rules (weights_only, paths confined to the processed root, uploads in a temp folder).
+
+The kill tests run the real CLI (`python -m dfdlib ...`) in a subprocess with a small hook module that
+stops it at a chosen point (before the N-th face crop is written; half-way through writing last.pt) and
+says so in a marker file; the test then sends SIGKILL, reruns and compares with an uninterrupted run.
+"""
+from __future__ import annotations
+
+import ast
+import errno
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from test_trainer import make_tiny_processed
+from test_video import write_video
+
+import dfdlib
+from dfdlib import cli
+from dfdlib.faces import PreprocessConfig
+from dfdlib.preprocess import preprocess_dataset
+
+CFG = PreprocessConfig(frames=4, size=32)
+CFG_FLAGS = ["--frames", "4", "--size", "32", "--no-progress"]
+
+# Imported by the CLI subprocess before dfdlib runs: holds the process at one point until it is killed.
+HOOK = '''
+import os
+import time
+from pathlib import Path
+
+MARK = Path(os.environ["DFD_FAULT_MARK"])
+WHERE, _, N = os.environ["DFD_FAULT_AT"].partition(":")
+N = int(N)
+calls = [0]
+
+
+def hold():
+    MARK.write_text(str(os.getpid()))
+    while True:  # the test sends SIGKILL now
+        time.sleep(0.2)
+
+
+if WHERE == "imwrite":  # stop before the N-th face crop is written
+    import cv2
+
+    real_imwrite = cv2.imwrite
+
+    def imwrite(path, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == N:
+            hold()
+        return real_imwrite(path, *args, **kwargs)
+
+    cv2.imwrite = imwrite
+elif WHERE == "last_pt":  # write half of the N-th last.pt, then stop
+    import io
+
+    import torch
+
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("format") == "dfdlib-last/1":
+            calls[0] += 1
+            if calls[0] == N:
+                buf = io.BytesIO()
+                real_save(obj, buf, *args, **kwargs)
+                f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                f.flush()
+                os.fsync(f.fileno())
+                hold()
+        return real_save(obj, f, *args, **kwargs)
+
+    torch.save = save
+'''
+
+
+def start_cli(args: list[str], at: str, work: Path) -> tuple[subprocess.Popen, Path]:
+    """Start `python -m dfdlib ARGS` that holds at `at` ("imwrite:N" | "last_pt:N"); returns (process, marker)."""
+    hook_dir = work / "hook"
+    hook_dir.mkdir(exist_ok=True)
+    (hook_dir / "dfd_fault_hook.py").write_text(HOOK)
+    mark = work / f"held-{at.replace(':', '-')}"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hook_dir), os.environ.get("PYTHONPATH", "")]),
+               DFD_FAULT_MARK=str(mark), DFD_FAULT_AT=at, TF_CPP_MIN_LOG_LEVEL="3")
+    code = "import dfd_fault_hook, runpy; runpy.run_module('dfdlib', run_name='__main__', alter_sys=True)"
+    log = open(work / f"cli-{at.replace(':', '-')}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    return proc, mark
+
+
+def run_cli(args: list[str], work: Path, name: str) -> None:
+    """Run `python -m dfdlib ARGS` to the end (same interpreter, same environment as start_cli)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    res = subprocess.run([sys.executable, "-m", "dfdlib", *map(str, args)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    (work / f"cli-{name}.log").write_text(res.stdout + res.stderr)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def kill_when_held(proc: subprocess.Popen, mark: Path, timeout: float = 300) -> None:
+    """Wait for the process to reach its hold point, then kill -9 it."""
+    t0 = time.monotonic()
+    while not mark.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the CLI ended (exit {proc.returncode}) before reaching the kill point; see its log")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("the CLI did not reach the kill point in time")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under root → its bytes (faces.json without its timing field)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            data = p.read_bytes()
+            if p.name == "faces.json":
+                doc = json.loads(data)
+                doc.pop("seconds")
+                data = json.dumps(doc, sort_keys=True).encode()
+            out[p.relative_to(root).as_posix()] = data
+    return out
+
+
+# ------------------------------------------------------------------------------- kill -9: preprocess
+@pytest.mark.slow
+def test_kill_9_during_preprocessing_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    src = tmp_path / "videos"
+    (src / "real").mkdir(parents=True)
+    (src / "fake").mkdir()
+    (src / "real" / "a_broken.mp4").write_bytes(b"")
+    for i, name in enumerate(["real/b.mp4", "real/c.mp4", "fake/d.mp4"]):
+        write_video(src / name, n=16, face=lambda k, i=i: (60 + 20 * i, 20, 200))
+    out = tmp_path / "out"
+    # b's 4 crops + faces.json are written, then the process stops before c's second crop and is killed
+    proc, mark = start_cli(["preprocess", src, out, *CFG_FLAGS], "imwrite:6", tmp_path)
+    reference = preprocess_dataset(src, tmp_path / "reference", CFG, progress=False)  # while it starts up
+    kill_when_held(proc, mark)
+
+    # at the moment of the kill: b is complete; c exists only as a temp folder that nothing takes for done
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/*")) == ["real/.c.tmp-" + mark.read_text(),
+                                                                               "real/b"]
+    assert [p.name for p in (out / "real" / f".c.tmp-{mark.read_text()}").iterdir()] == ["frame_0.jpg"]
+    assert not (out / "preprocess_report.csv").exists()
+    with pytest.warns(UserWarning, match="no fake videos"):
+        assert dfdlib.from_folders(out, split=None)["filename"].tolist() == ["real/b"]
+
+    # rerun the same command: finished work is kept, the rest is done, the result equals the reference
+    assert cli.main(["preprocess", str(src), str(out), *CFG_FLAGS]) == 0
+    report = pd.read_csv(out / "preprocess_report.csv").set_index("video")
+    assert report["status"].to_dict() == {"real/a_broken.mp4": "unreadable", "real/b.mp4": "skipped_done",
+                                          "real/c.mp4": "ok", "fake/d.mp4": "ok"}
+    assert reference.set_index("video")["status"].to_dict() == {**report["status"].to_dict(), "real/b.mp4": "ok"}
+    got, want = tree(out), tree(tmp_path / "reference")
+    got.pop("preprocess_report.csv"), want.pop("preprocess_report.csv")
+    assert sorted(got) == sorted(want)  # same files: no temp folder left, nothing missing
+    for name in want:
+        assert got[name] == want[name], name  # same frames, byte for byte; same boxes in faces.json
+
+
+# ---------------------------------------------------------------------------------- kill -9: train
+@pytest.mark.slow
+def test_kill_9_while_saving_a_checkpoint_then_resume_reaches_the_same_weights(tmp_path):
+    root, csv = make_tiny_processed(tmp_path / "processed")
+    args = ["train", "--csv", csv, "--data", root, "--sequence-length", "4", "--batch-size", "2", "--lr", "3e-3",
+            "--epochs", "3", "--device", "cpu", "--num-workers", "0", "--backbone", "tiny", "--weights", "none",
+            "--hidden-dim", "16", "--image-size", "32", "--early-stopping", "0", "--warmup-epochs", "1",
+            "--deterministic", "--seed", "5", "--no-show-progress"]
+    full, run = tmp_path / "full", tmp_path / "run"
+    # epoch 1 is saved; epoch 2 is trained, and the process is killed half-way through writing its last.pt
+    proc, mark = start_cli([*args, "--out", run], "last_pt:2", tmp_path)
+    assert cli.main([*map(str, args), "--out", str(full)]) == 0  # the uninterrupted run, meanwhile
+    kill_when_held(proc, mark)
+
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["epoch"] == 1  # the crash mid-write left the previous checkpoint intact
+    partial = list(run.glob(".last.pt.*.tmp"))
+    assert len(partial) == 1 and 0 < partial[0].stat().st_size < (run / "last.pt").stat().st_size
+    with pytest.raises(Exception):  # noqa: B017 - any error: the half file is not a checkpoint
+        torch.load(partial[0], weights_only=True)
+
+    run_cli([*args, "--out", run, "--resume"], tmp_path, "resume")
+    assert "resuming" in (tmp_path / "cli-resume.log").read_text()
+    a, b = torch.load(full / "last.pt", weights_only=True), torch.load(run / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for pid, state in a["optimizer"]["state"].items():
+        for name, t in state.items():
+            assert torch.equal(t, b["optimizer"]["state"][pid][name]), (pid, name)
+    cols = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "lr"]
+    pd.testing.assert_frame_equal(pd.read_csv(full / "history.csv")[cols], pd.read_csv(run / "history.csv")[cols])
+    best_full, best_run = sorted(full.glob("model_*.pt")), sorted(run.glob("model_*.pt"))
+    assert [p.name for p in best_full] == [p.name for p in best_run] and len(best_run) == 1
+    sa = torch.load(best_full[0], weights_only=True)["state_dict"]
+    sb = torch.load(best_run[0], weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not list(run.glob(".*.tmp"))  # the resumed run cleared the crash's half-written file
+
+
+# ------------------------------------------------------------------------- atomic writes, in process
+class _FailingFile(io.RawIOBase):
+    """A file object that writes `limit` bytes, then fails like a full disk."""
+
+    def __init__(self, f, limit: int):
+        self.f, self.left = f, limit
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        data = bytes(data)
+        if len(data) > self.left:
+            self.f.write(data[:self.left])
+            self.f.flush()
+            self.left = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.left -= len(data)
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+    def fileno(self):
+        return self.f.fileno()
+
+    def close(self):
+        if not self.closed:
+            super().close()  # flushes first, while the real file is still open
+            self.f.close()
+
+
+def _writers(tmp_path):
+    """name → (path, write(version)) for each kind of file the pipeline writes through atomic_write."""
+    from dfdlib.labels import write_labels
+    from dfdlib.model import ResNeXtLSTM, save_model
+    from dfdlib.predict import _write_csv
+    from dfdlib.utils import atomic_write
+
+    def labels(v):
+        write_labels(pd.DataFrame({"filename": [f"real/v{i}" for i in range(50)], "label": v % 2}), tmp_path / "l.csv")
+
+    def model(v):
+        torch.manual_seed(v)
+        save_model(tmp_path / "m.pt", ResNeXtLSTM(backbone="tiny", hidden_dim=8), {"sequence_length": v})
+
+    def predictions(v):
+        _write_csv(pd.DataFrame({"video": [f"v{i}.mp4" for i in range(50)], "prob_fake": v / 10}), tmp_path / "p.csv")
+
+    def metrics(v):
+        with atomic_write(tmp_path / "metrics.json") as f:
+            json.dump({"accuracy": v / 10, "padding": "x" * 5000}, f)
+
+    return {"labels.csv": (tmp_path / "l.csv", labels), "model file": (tmp_path / "m.pt", model),
+            "predictions.csv": (tmp_path / "p.csv", predictions), "metrics.json": (tmp_path / "metrics.json", metrics)}
+
+
+@pytest.mark.parametrize("name", ["labels.csv", "model file", "predictions.csv", "metrics.json"])
+def test_a_write_that_fails_half_way_leaves_the_previous_file(tmp_path, monkeypatch, name):
+    path, write = _writers(tmp_path)[name]
+    write(1)
+    before = path.read_bytes()
+    real_fdopen = os.fdopen
+
+    def failing_fdopen(fd, mode="r", *args, **kwargs):
+        f = real_fdopen(fd, mode.replace("t", "") if "b" in mode else "wb")
+        raw = _FailingFile(f, limit=len(before) // 3)
+        return raw if "b" in mode else io.TextIOWrapper(io.BufferedWriter(raw), newline=kwargs.get("newline"))
+
+    monkeypatch.setattr(os, "fdopen", failing_fdopen)
+    with pytest.raises((OSError, RuntimeError)):
+        write(2)
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert path.read_bytes() == before  # the previous version, whole
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left behind
+
+
+# --------------------------------------------------------------------------------------- security
+def test_every_torch_load_in_the_library_is_weights_only():
+    """Static check: each torch.load(...) call in dfdlib passes weights_only=True."""
+    calls = []
+    for py in sorted(Path(dfdlib.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(py.read_text(), str(py))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
+                    and ast.unparse(node.func.value) in ("torch", "self.torch"):
+                kw = {k.arg: k.value for k in node.keywords}
+                ok = isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
+                calls.append((f"{py.name}:{node.lineno}", ok))
+    assert len(calls) >= 4  # model, registry, trainer (resume, best model), ...
+    assert [c for c, ok in calls if not ok] == []
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_resume_file_with_code_is_refused_and_never_run(tmp_path, capsys):
+    root, csv = make_tiny_processed(tmp_path / "processed")
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"format": "dfdlib-last/1", "payload": _RunsCode(tmp_path / "CODE_RAN")}, run / "last.pt")
+    rc = cli.main(["train", "--csv", str(csv), "--data", str(root), "--out", str(run), "--resume",
+                   "--sequence-length", "4", "--backbone", "tiny", "--weights", "none", "--hidden-dim", "16",
+                   "--image-size", "32", "--device", "cpu", "--num-workers", "0", "--epochs", "1",
+                   "--no-show-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "last.pt cannot be read" in err and "delete it to start a new run" in err
+    assert "Traceback" not in err and not (tmp_path / "CODE_RAN").exists()
+
+
+@pytest.mark.parametrize("name", ["../outside", "real/../../outside", "/etc", "C:\\data\\real\\v0"])
+def test_csv_paths_are_confined_to_the_processed_root(tmp_path, name):
+    from dfdlib.data import FaceSequenceDataset
+    from dfdlib.labels import LabelsError, validate_labels
+
+    root, _ = make_tiny_processed(tmp_path / "processed", splits=["train", "val"])
+    outside = tmp_path / "outside"  # a real folder of frames next to the root: must still be refused
+    outside.mkdir()
+    shutil.copy(root / "real" / "v0" / "frame_0.jpg", outside / "frame_0.jpg")
+    rows = pd.DataFrame({"filename": ["real/v0", "fake/v0", name], "label": [0, 1, 0]})
+    with pytest.raises(LabelsError, match="line 4") as exc:
+        validate_labels(rows, root)
+    assert "relative to the processed root" in str(exc.value) or "outside the processed root" in str(exc.value)
+    with pytest.raises(ValueError, match="row 3") as exc:
+        FaceSequenceDataset(rows, root, 4)
+    assert "relative to the processed root" in str(exc.value)
+
+
+def test_uploads_are_written_into_a_private_temp_folder_and_removed(tmp_path, monkeypatch):
+    from dfdlib.predict import uploaded_video
+
+    monkeypatch.chdir(tmp_path)
+    for name, expected in [("clip.mp4", "clip.mp4"), ("../../evil.mp4", "evil.mp4"), ("..\\..\\win.mp4", "win.mp4"),
+                           ("/etc/passwd", "passwd"), (".hidden.mp4", "hidden.mp4"), ("", "upload.mp4"),
+                           ("a b é.mov", "a b é.mov")]:
+        with uploaded_video(name, memoryview(b"video bytes")) as path:
+            folder = path.parent
+            assert path.name == expected and path.read_bytes() == b"video bytes"
+            assert folder.name.startswith("dfd-upload-") and (folder.stat().st_mode & 0o777) == 0o700
+            assert list(folder.iterdir()) == [path]
+        assert not folder.exists()
+    with pytest.raises(RuntimeError), uploaded_video("x.mp4", b"1") as path:  # removed after an error too
+        raise RuntimeError("prediction failed")
+    assert not path.parent.exists()
+    assert list(tmp_path.iterdir()) == []  # nothing written where the notebook runs
+
+
+@pytest.mark.xfail(strict=True, reason="notebooks/Predict.ipynb (scripts/make_notebooks.py WIDGETS) still saves "
+                                       "uploads under OUT/uploads/ and never removes them; it should use "
+                                       "dfdlib.predict.uploaded_video (reported to the lead)")
+def test_predict_notebook_uses_the_temp_upload_folder():
+    nb = json.loads((Path(dfdlib.__file__).parents[1] / "notebooks" / "Predict.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "FileUpload" in code
+    assert "uploaded_video(" in code and '"uploads"' not in code
