@@ -35,12 +35,9 @@ def sizes(smoke: bool) -> dict:
 
 
 def ensure_sample(data_dir: str | Path = "data/sample", smoke: bool = False, seed: int = 0) -> Path:
-    """Generate the sample video set into `data_dir` unless it already holds real/ and fake/ videos."""
+    """Generate the sample video set into `data_dir`; returns at once when a finished set is there."""
     from .sample import SampleConfig, make_sample_dataset
 
-    data_dir = Path(data_dir)
-    if any((data_dir / "real").glob("*.mp4")) and any((data_dir / "fake").glob("*.mp4")):
-        return data_dir
     s = sizes(smoke)
     cfg = SampleConfig(n_real=s["n_real"], n_fake=s["n_fake"], seconds=s["seconds"],
                        width=s["width"], height=s["height"], seed=seed)

@@ -101,15 +101,6 @@ def start_cli(args: list[str], at: str, work: Path) -> tuple[subprocess.Popen, P
     return proc, mark
 
 
-def run_cli(args: list[str], work: Path, name: str) -> None:
-    """Run `python -m dfdlib ARGS` to the end (same interpreter, same environment as start_cli)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    res = subprocess.run([sys.executable, "-m", "dfdlib", *map(str, args)], env=env, capture_output=True,
-                         text=True, timeout=600)
-    (work / f"cli-{name}.log").write_text(res.stdout + res.stderr)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-
-
 def kill_when_held(proc: subprocess.Popen, mark: Path, timeout: float = 300) -> None:
     """Wait for the process to reach its hold point, then kill -9 it."""
     t0 = time.monotonic()
@@ -176,7 +167,7 @@ def test_kill_9_during_preprocessing_then_rerun_equals_an_uninterrupted_run(tmp_
 
 # ---------------------------------------------------------------------------------- kill -9: train
 @pytest.mark.slow
-def test_kill_9_while_saving_a_checkpoint_then_resume_reaches_the_same_weights(tmp_path):
+def test_kill_9_while_saving_a_checkpoint_then_resume_reaches_the_same_weights(tmp_path, capsys):
     root, csv = make_tiny_processed(tmp_path / "processed")
     args = ["train", "--csv", csv, "--data", root, "--sequence-length", "4", "--batch-size", "2", "--lr", "3e-3",
             "--epochs", "3", "--device", "cpu", "--num-workers", "0", "--backbone", "tiny", "--weights", "none",
@@ -195,8 +186,9 @@ def test_kill_9_while_saving_a_checkpoint_then_resume_reaches_the_same_weights(t
     with pytest.raises(Exception):  # noqa: B017 - any error: the half file is not a checkpoint
         torch.load(partial[0], weights_only=True)
 
-    run_cli([*args, "--out", run, "--resume"], tmp_path, "resume")
-    assert "resuming" in (tmp_path / "cli-resume.log").read_text()
+    capsys.readouterr()
+    assert cli.main([*map(str, args), "--out", str(run), "--resume"]) == 0  # the same command, with --resume
+    assert f"resuming {run} after epoch 1/3" in capsys.readouterr().out
     a, b = torch.load(full / "last.pt", weights_only=True), torch.load(run / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
     for k in a["model"]:
