@@ -28,7 +28,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not notebooks" tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check dfdlib tests benchmarks
+	$(BIN)/ruff check dfdlib tests benchmarks scripts notebooks
+	$(BIN)/python scripts/make_notebooks.py --check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/preprocess.py

@@ -191,9 +191,13 @@ def main(argv=None) -> int:
     lines += [f"| {a} | {b} | {c} | {d:.2f} | {e:.2f} | {f:.2f}x |" for a, b, c, d, e, f in rows]
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:
-        Path(args.out).write_text(text)
+        # keep the hand-written "## Notes" section of an earlier run below the fresh table
+        old = out.read_text() if out.exists() else ""
+        notes = old[old.index("\n## Notes"):] if "\n## Notes" in old else ""
+        out.write_text(text + notes)
     return 0
 
 

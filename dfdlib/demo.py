@@ -52,11 +52,15 @@ def preprocess_config(smoke: bool = False):
     return PreprocessConfig(frames=s["frames"], size=s["crop"])
 
 
-def ensure_processed(src: str | Path, out: str | Path, smoke: bool = False, workers: int = 1) -> Path:
-    """Run (or resume) the preprocess stage; finished videos are skipped, so this is cheap when done."""
+def ensure_processed(src: str | Path, out: str | Path, smoke: bool = False, workers: int = 1,
+                     config=None) -> Path:
+    """Run (or resume) the preprocess stage; finished videos are skipped, so this is cheap when done.
+
+    `config` (a PreprocessConfig) overrides the demo's preset.
+    """
     from .preprocess import preprocess_dataset
 
-    preprocess_dataset(src, out, preprocess_config(smoke), workers=workers)
+    preprocess_dataset(src, out, config or preprocess_config(smoke), workers=workers)
     return Path(out)
 
 
@@ -101,8 +105,8 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
 
     Writes into `config.out`: the model file, metrics.json, plots/*.png, predictions.csv, summary.json.
     """
-    from .predict import evaluate_model, predict_folder
     from .model import load_model
+    from .predict import evaluate_model, predict_folder
     from .trainer import train
     from .utils import atomic_write
 

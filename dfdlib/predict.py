@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+from .video import VIDEO_EXTENSIONS  # the same files the preprocess stage treats as videos
+
 MODEL_EXTENSIONS = (".pt", ".pth")
 _warned: set[str] = set()
 
@@ -253,7 +254,7 @@ def _extract(path: Path, cfg, detector):
 
 
 def find_videos(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Video files (mp4/avi/mov/mkv/webm, any case) in `folder`, sorted; a video file gives itself."""
+    """Video files (video.VIDEO_EXTENSIONS, any case) in `folder`, sorted; a video file gives itself."""
     folder = Path(folder)
     if folder.is_file():
         return [folder]
@@ -341,7 +342,7 @@ def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress
     folder = Path(folder)
     videos = find_videos(folder, recursive)
     if not videos:
-        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {folder}")
+        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS[:5])}, ...) in {folder}")
     if out_csv is not None:
         from .utils import ensure_writable
 

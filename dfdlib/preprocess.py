@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import shutil
 import time
 import warnings
-import zlib
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -99,8 +99,14 @@ def parse_shard(shard) -> tuple[int, int] | None:
 
 
 def in_shard(task: VideoTask, shard: tuple[int, int] | None) -> bool:
-    """Stable split by a hash of the video's relative path (the same on every machine and run)."""
-    return shard is None or zlib.crc32(task.video.encode()) % shard[1] == shard[0]
+    """Stable split by a hash of the video's relative path (the same on every machine and run).
+
+    SHA-1, not CRC-32: CRC is linear, so names differing in one digit (real_000, real_001) can all land
+    in one shard.
+    """
+    if shard is None:
+        return True
+    return int.from_bytes(hashlib.sha1(task.video.encode()).digest()[:8], "big") % shard[1] == shard[0]
 
 
 # --- one video (runs in the main process or in a worker) -------------------------------------------

@@ -765,10 +765,18 @@ def add_cli(subparsers) -> None:
                     "--sequence-length 20 --epochs 50. Under torchrun it trains with DDP.",
         argument_default=argparse.SUPPRESS)
     p.add_argument("--config", metavar="JSON", help="TrainConfig fields as a JSON file; flags override it")
+    import inspect
+    import re
+
+    # the per-field comments of TrainConfig are the flags' help text: one source of documentation
+    try:
+        comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", inspect.getsource(TrainConfig), re.M))
+    except (OSError, TypeError):  # no source shipped (frozen app): defaults only
+        comments = {}
     for f in dataclasses.fields(TrainConfig):
         flags = _FLAG_ALIASES.get(f.name, []) + [f"--{f.name.replace('_', '-')}"]
         default = f.default
-        kw: dict = {"dest": f.name, "help": f"(default: {default})"}
+        kw: dict = {"dest": f.name, "help": f"{comments.get(f.name, '')} (default: {default})".replace("%", "%%")}
         if isinstance(default, bool):
             kw["action"] = argparse.BooleanOptionalAction
         elif f.name in _CHOICES:

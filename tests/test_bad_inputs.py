@@ -252,7 +252,7 @@ CSV_CASES = {
     "dotdot_path": ("filename,label\n" + GOOD + "../outside,0\n", 6, "points outside the processed root"),
     "absolute_path": ("filename,label\n" + GOOD + "/etc/passwd,0\n", 6, "give the folder relative to the processed root"),
     "folder_missing": ("filename,label\n" + GOOD + "real/v9,0\n", 6, "'real/v9' does not exist"),
-    "one_class_only": ("filename,label\nreal/v0,0\nreal/v1,0\n", None, "only"),
+    "one_class_only": ("filename,label\nreal/v0,0\nreal/v1,0\n", None, "training needs both real (0) and fake (1)"),
     "semicolons": ("filename;label\nreal/v0;0\n", 1, "separated by ';'"),
 }
 
