@@ -29,6 +29,8 @@ _API = {
     "create_backbone": "model", "ResNeXtLSTM": "model", "LegacyResNeXtLSTM": "model",
     "save_model": "model", "load_model": "model",
     "compute_metrics": "metrics", "plot_history": "metrics", "plot_confusion": "metrics", "plot_roc": "metrics",
+    "best_threshold": "metrics", "format_metrics_table": "metrics", "GUIDE_LEVELS": "metrics",
+    "equal_error_rate": "metrics",
     "TrainConfig": "trainer", "TrainResult": "trainer", "train": "trainer",
     # stage 4: predict / evaluate
     "Prediction": "predict", "predict_video": "predict", "predict_folder": "predict",

@@ -90,10 +90,12 @@ def test_shards_split_without_overlap(dataset):
     for n in (1, 2, 3, 5):
         parts = [[t.video for t in tasks if in_shard(t, (k, n))] for k in range(n)]
         assert sorted(sum(parts, [])) == sorted(t.video for t in tasks)  # union = all, each once
-    # Balanced even for names that differ in one digit (a linear hash like CRC-32 puts these in one shard).
-    many = [VideoTask("", f"real/real_{i:03d}.mp4", "real", f"real_{i:03d}") for i in range(40)]
-    sizes = [sum(in_shard(t, (k, 4)) for t in many) for k in range(4)]
-    assert sum(sizes) == 40 and min(sizes) >= 4, sizes
+    # Spread even over names that differ in one digit: CRC-32 (linear) put all 8 sample videos in shard 0/2
+    # and split these 24 as [0, 0, 16, 8] over 4 shards.
+    many = [VideoTask("", f"{c}/{c}_{i:03d}.mp4", c, f"{c}_{i:03d}") for c in ("real", "fake") for i in range(12)]
+    for n in (2, 3, 4):
+        sizes = [sum(in_shard(t, (k, n)) for t in many) for k in range(n)]
+        assert sum(sizes) == 24 and min(sizes) >= 2, sizes
     assert parse_shard("1/4") == (1, 4) and parse_shard((0, 2)) == (0, 2) and parse_shard(None) is None
     for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
         with pytest.raises(ValueError, match="shard"):
