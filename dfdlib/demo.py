@@ -105,8 +105,9 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
 
     Writes into `config.out`: the model file, metrics.json, plots/*.png, predictions.csv, summary.json.
     """
+    from .labels import read_labels
     from .model import load_model
-    from .predict import evaluate_model, predict_folder
+    from .predict import evaluate_model, predict_many
     from .trainer import train
     from .utils import atomic_write
 
@@ -133,8 +134,17 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
     test = evaluate_model(model, cfg.labels, cfg.processed, split="test", out_dir=out / "evaluate",
                           threshold="val")
     step("evaluate")
-    videos = sorted(Path(cfg.data).glob("*/*.mp4"))
-    preds = predict_folder(model, cfg.data, out_csv=out / "predictions.csv")
+    # Predict the held-out test videos from the raw files: the same path a user's new video takes.
+    labels = read_labels(cfg.labels)
+    test_rows = labels[labels["split"] == "test"]
+    videos = [Path(cfg.data) / f"{name}.mp4" for name in test_rows["filename"]]
+    preds = predict_many(model, videos, names=list(test_rows["filename"]), progress=False)
+    preds.insert(1, "true_label", ["FAKE" if y == 1 else "REAL" for y in test_rows["label"]])
+    with atomic_write(out / "predictions.csv", newline="") as f:
+        preds.to_csv(f, index=False)
+    first = preds.iloc[0]
+    print(f"[demo] predict {first['video']}: {first['label']} (confidence {first['confidence']:.2f}, "
+          f"truth {first['true_label']})")
     step("predict")
     summary = {
         "model": str(result.best_model_path),
@@ -145,7 +155,7 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
         "threshold": test.get("threshold"),
         "predictions_csv": str(out / "predictions.csv"),
         "n_predicted": int(len(preds)),
-        "n_videos": len(videos),
+        "predicted_correctly": int((preds["label"] == preds["true_label"]).sum()),
         "run_dir": str(out),
         "seconds": steps,
     }
@@ -157,7 +167,8 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
           f"n={summary['n_test']})")
     print(f"  test metrics    : {out / 'evaluate'}/ (metrics JSON, confusion.png, roc.png)")
     print(f"  training curves : {out / 'plots'}/")
-    print(f"  predictions     : {summary['predictions_csv']} ({summary['n_predicted']} videos)")
+    print(f"  predictions     : {summary['predictions_csv']} ({summary['predicted_correctly']}/"
+          f"{summary['n_predicted']} held-out test videos right)")
     return summary
 
 

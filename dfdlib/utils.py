@@ -100,14 +100,20 @@ def ensure_writable(folder: str | os.PathLike, what: str = "output folder") -> P
 
 
 def clean_stale_temps(folder: str | os.PathLike) -> int:
-    """Remove `.*.tmp-*` / `.*.old-*` leftovers of interrupted runs below `folder` (one level deep)."""
+    """Remove leftovers of interrupted runs in `folder` and its sub-folders (one level deep).
+
+    Matches the temp names used here: `.<name>.tmp-<pid>` / `.<name>.old-<pid>` (atomic_dir) and
+    `.<name>.<random>.tmp` (atomic_write). Returns how many were removed.
+    """
     folder = Path(folder)
-    n = 0
     if not folder.exists():
         return 0
-    for p in list(folder.glob(".*.tmp-*")) + list(folder.glob("*/.*.tmp-*")) + list(folder.glob("*/.*.old-*")):
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        n += 1
+    n = 0
+    for level in ("", "*/"):
+        for pattern in (".*.tmp-*", ".*.old-*", ".*.tmp"):
+            for p in folder.glob(level + pattern):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                n += 1
     return n
 
 

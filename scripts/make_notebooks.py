@@ -552,10 +552,9 @@ def on_predict(_):
             print("choose a video and a model first")
             return
         item = upload.value[0]
-        path = out / "uploads" / Path(item["name"]).name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(bytes(item["content"]))
-        p = dfdlib.predict_video(dfdlib.load_model(choice.value), path, sequence_length=length.value)
+        # the upload lives in a private temp folder only while it is being predicted
+        with dfdlib.uploaded_video(item["name"], item["content"]) as path:
+            p = dfdlib.predict_video(dfdlib.load_model(choice.value), path, sequence_length=length.value)
         print(f"{path.name}: {p.label} ({p.confidence:.1%})" if p.status == "ok" else f"{p.status}: {p.reason}")
 
 

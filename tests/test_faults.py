@@ -46,9 +46,11 @@ calls = [0]
 
 
 def hold():
-    MARK.write_text(str(os.getpid()))
-    while True:  # the test sends SIGKILL now
+    MARK.with_suffix(".tmp").write_text(str(os.getpid()))
+    os.replace(MARK.with_suffix(".tmp"), MARK)  # the test sees the marker whole or not at all
+    for _ in range(3000):  # the test sends SIGKILL now; give up after 10 minutes if it never comes
         time.sleep(0.2)
+    os._exit(3)
 
 
 if WHERE == "imwrite":  # stop before the N-th face crop is written
@@ -86,19 +88,31 @@ elif WHERE == "last_pt":  # write half of the N-th last.pt, then stop
 '''
 
 
-def start_cli(args: list[str], at: str, work: Path) -> tuple[subprocess.Popen, Path]:
-    """Start `python -m dfdlib ARGS` that holds at `at` ("imwrite:N" | "last_pt:N"); returns (process, marker)."""
-    hook_dir = work / "hook"
-    hook_dir.mkdir(exist_ok=True)
-    (hook_dir / "dfd_fault_hook.py").write_text(HOOK)
-    mark = work / f"held-{at.replace(':', '-')}"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hook_dir), os.environ.get("PYTHONPATH", "")]),
-               DFD_FAULT_MARK=str(mark), DFD_FAULT_AT=at, TF_CPP_MIN_LOG_LEVEL="3")
-    code = "import dfd_fault_hook, runpy; runpy.run_module('dfdlib', run_name='__main__', alter_sys=True)"
-    log = open(work / f"cli-{at.replace(':', '-')}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    return proc, mark
+@pytest.fixture
+def start_cli(tmp_path):
+    """start(args, at) runs `python -m dfdlib ARGS` in a subprocess that holds at `at` ("imwrite:N" |
+    "last_pt:N"); returns (process, marker file). Processes still alive at teardown are killed."""
+    started = []
+
+    def start(args: list, at: str) -> tuple[subprocess.Popen, Path]:
+        hook_dir = tmp_path / "hook"
+        hook_dir.mkdir(exist_ok=True)
+        (hook_dir / "dfd_fault_hook.py").write_text(HOOK)
+        mark = tmp_path / f"held-{at.replace(':', '-')}"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hook_dir), os.environ.get("PYTHONPATH", "")]),
+                   DFD_FAULT_MARK=str(mark), DFD_FAULT_AT=at, TF_CPP_MIN_LOG_LEVEL="3")
+        code = "import dfd_fault_hook, runpy; runpy.run_module('dfdlib', run_name='__main__', alter_sys=True)"
+        with open(tmp_path / f"cli-{at.replace(':', '-')}.log", "w") as log:  # the child keeps its own handle
+            proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        started.append(proc)
+        return proc, mark
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def kill_when_held(proc: subprocess.Popen, mark: Path, timeout: float = 300) -> None:
@@ -106,7 +120,8 @@ def kill_when_held(proc: subprocess.Popen, mark: Path, timeout: float = 300) -> 
     t0 = time.monotonic()
     while not mark.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"the CLI ended (exit {proc.returncode}) before reaching the kill point; see its log")
+            log = (mark.parent / f"cli-{mark.name.removeprefix('held-')}.log").read_text()
+            raise AssertionError(f"the CLI ended (exit {proc.returncode}) before the kill point:\n{log[-3000:]}")
         if time.monotonic() - t0 > timeout:
             proc.kill()
             raise AssertionError("the CLI did not reach the kill point in time")
@@ -131,7 +146,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 # ------------------------------------------------------------------------------- kill -9: preprocess
 @pytest.mark.slow
-def test_kill_9_during_preprocessing_then_rerun_equals_an_uninterrupted_run(tmp_path):
+def test_kill_9_during_preprocessing_then_rerun_equals_an_uninterrupted_run(tmp_path, start_cli):
     src = tmp_path / "videos"
     (src / "real").mkdir(parents=True)
     (src / "fake").mkdir()
@@ -140,7 +155,7 @@ def test_kill_9_during_preprocessing_then_rerun_equals_an_uninterrupted_run(tmp_
         write_video(src / name, n=16, face=lambda k, i=i: (60 + 20 * i, 20, 200))
     out = tmp_path / "out"
     # b's 4 crops + faces.json are written, then the process stops before c's second crop and is killed
-    proc, mark = start_cli(["preprocess", src, out, *CFG_FLAGS], "imwrite:6", tmp_path)
+    proc, mark = start_cli(["preprocess", src, out, *CFG_FLAGS], "imwrite:6")
     reference = preprocess_dataset(src, tmp_path / "reference", CFG, progress=False)  # while it starts up
     kill_when_held(proc, mark)
 
@@ -167,7 +182,7 @@ def test_kill_9_during_preprocessing_then_rerun_equals_an_uninterrupted_run(tmp_
 
 # ---------------------------------------------------------------------------------- kill -9: train
 @pytest.mark.slow
-def test_kill_9_while_saving_a_checkpoint_then_resume_reaches_the_same_weights(tmp_path, capsys):
+def test_kill_9_while_saving_a_checkpoint_then_resume_reaches_the_same_weights(tmp_path, start_cli, capsys):
     root, csv = make_tiny_processed(tmp_path / "processed")
     args = ["train", "--csv", csv, "--data", root, "--sequence-length", "4", "--batch-size", "2", "--lr", "3e-3",
             "--epochs", "3", "--device", "cpu", "--num-workers", "0", "--backbone", "tiny", "--weights", "none",
@@ -175,7 +190,7 @@ def test_kill_9_while_saving_a_checkpoint_then_resume_reaches_the_same_weights(t
             "--deterministic", "--seed", "5", "--no-show-progress"]
     full, run = tmp_path / "full", tmp_path / "run"
     # epoch 1 is saved; epoch 2 is trained, and the process is killed half-way through writing its last.pt
-    proc, mark = start_cli([*args, "--out", run], "last_pt:2", tmp_path)
+    proc, mark = start_cli([*args, "--out", run], "last_pt:2")
     assert cli.main([*map(str, args), "--out", str(full)]) == 0  # the uninterrupted run, meanwhile
     kill_when_held(proc, mark)
 
@@ -357,9 +372,6 @@ def test_uploads_are_written_into_a_private_temp_folder_and_removed(tmp_path, mo
     assert list(tmp_path.iterdir()) == []  # nothing written where the notebook runs
 
 
-@pytest.mark.xfail(strict=True, reason="notebooks/Predict.ipynb (scripts/make_notebooks.py WIDGETS) still saves "
-                                       "uploads under OUT/uploads/ and never removes them; it should use "
-                                       "dfdlib.predict.uploaded_video (reported to the lead)")
 def test_predict_notebook_uses_the_temp_upload_folder():
     nb = json.loads((Path(dfdlib.__file__).parents[1] / "notebooks" / "Predict.ipynb").read_text())
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
