@@ -61,7 +61,10 @@ REPO_URL = "{REPO_URL}"  # your fork of this repository
 if "google.colab" in sys.modules:
     if not os.path.isdir("/content/dfdlib"):
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/dfdlib"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/dfdlib"], check=True)
+        # Colab already has torch, TensorFlow, OpenCV, pandas...: add only what it lacks, and install dfdlib
+        # without dependencies so pip does not put tensorflow-cpu beside Colab's own tensorflow.
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mtcnn", "papermill"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "/content/dfdlib"], check=True)
     from google.colab import drive
 
     drive.mount("/content/drive")  # your videos can live in /content/drive/MyDrive/...
