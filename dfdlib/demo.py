@@ -23,8 +23,8 @@ class DemoConfig:
 
 
 # Sizes for the full demo (≤ 10 min on 2 CPU cores) and the smoke run (CI, notebooks under nbval).
-FULL = dict(n_real=30, n_fake=30, seconds=3.0, width=640, height=480,
-            frames=16, crop=112, sequence_length=8, image_size=112, epochs=12, batch_size=8, hidden_dim=64)
+FULL = dict(n_real=40, n_fake=40, seconds=3.0, width=640, height=480,
+            frames=16, crop=112, sequence_length=8, image_size=112, epochs=15, batch_size=8, hidden_dim=64)
 SMOKE = dict(n_real=3, n_fake=3, seconds=2.0, width=320, height=240,
              frames=8, crop=64, sequence_length=8, image_size=64, epochs=1, batch_size=4, hidden_dim=32)
 
