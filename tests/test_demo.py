@@ -1,0 +1,49 @@
+"""The demo driver (`make demo` / `dfd demo`) end to end, in smoke sizes."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from dfdlib.demo import FULL, SMOKE, DemoConfig, run_demo
+
+
+@pytest.mark.slow
+def test_smoke_demo_writes_every_result_and_resumes(tmp_path, capsys):
+    cfg = DemoConfig(data=str(tmp_path / "data"), processed=str(tmp_path / "processed"),
+                     labels=str(tmp_path / "labels.csv"), out=str(tmp_path / "run"), smoke=True)
+    summary = run_demo(cfg)
+    run = tmp_path / "run"
+    model_files = list(run.glob("model_8_acc_*_final_data.pt"))
+    assert len(model_files) == 1 and summary["model"] == str(model_files[0])
+    for name in ["summary.json", "metrics.json", "history.csv", "last.pt", "predictions.csv",
+                 "plots/curves.png", "plots/confusion.png", "plots/roc.png",
+                 "evaluate/metrics.json", "evaluate/roc.png", "evaluate/confusion.png"]:
+        assert (run / name).stat().st_size > 0, name
+    assert json.loads((run / "summary.json").read_text()) == summary
+    # predictions: the held-out test videos, predicted from the raw files, with their true labels
+    labels = pd.read_csv(tmp_path / "labels.csv")
+    preds = pd.read_csv(run / "predictions.csv")
+    assert sorted(preds["video"]) == sorted(labels.loc[labels["split"] == "test", "filename"])
+    assert set(preds["status"]) == {"ok"} and set(preds["label"]) <= {"REAL", "FAKE"}
+    assert (preds["true_label"] == labels.set_index("filename").loc[preds["video"], "label"]
+            .map({0: "REAL", 1: "FAKE"}).values).all()
+    assert summary["n_predicted"] == len(preds) and 0 <= summary["test_roc_auc"] <= 1
+    out = capsys.readouterr().out
+    assert "test ROC-AUC" in out and str(run) in out
+
+    # a second run reuses the sample set, crops and labels (each stage skips finished work)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "processed").glob("*/*/frame_0.jpg")}
+    csv_before = (tmp_path / "labels.csv").read_bytes()
+    run_demo(cfg)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert (tmp_path / "labels.csv").read_bytes() == csv_before
+
+
+def test_presets_fit_the_pipeline():
+    for preset in (FULL, SMOKE):
+        assert preset["frames"] >= preset["sequence_length"]  # no padding in the demo's clips
+        assert preset["crop"] >= preset["image_size"]
+        # the split needs >= 3 videos per class so val and test both hold each class
+        assert preset["n_real"] >= 3 and preset["n_fake"] >= 3
