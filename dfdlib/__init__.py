@@ -21,9 +21,9 @@ _API = {
     "PreprocessConfig": "faces", "FaceDetector": "faces", "extract_faces": "faces", "crop_face": "faces",
     "preprocess_dataset": "preprocess",
     # stage 2: labels
-    "LabelsError": "labels", "from_folders": "labels", "from_dfdc_metadata": "labels",
-    "from_gobal_metadata": "labels", "validate_labels": "labels", "split_labels": "labels",
-    "read_labels": "labels", "write_labels": "labels", "split_summary": "labels",
+    "LabelsError": "labels", "from_folders": "importers", "from_dfdc_metadata": "importers",
+    "from_gobal_metadata": "importers", "validate_labels": "labels", "split_labels": "splits",
+    "read_labels": "labels", "write_labels": "labels", "split_summary": "splits",
     # stage 3: model and training
     "FaceSequenceDataset": "data", "build_transforms": "data", "frames_to_clip": "data",
     "create_backbone": "model", "ResNeXtLSTM": "model", "LegacyResNeXtLSTM": "model",

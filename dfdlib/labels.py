@@ -4,12 +4,15 @@ validate it before training, and split it train/val/test without leakage between
 Format (docs/design.md): `filename,label[,split,group,original,source]` with a header; `filename` is a
 processed video folder relative to the processed root (`real/video1`), `label` 0 = real, 1 = fake.
 Line numbers in errors are lines of the file (header = line 1), so the user can jump straight to them.
+
+This module owns the format, read/write, validation and the `dfd labels` command; the split is in
+splits.py and the creators/importers in importers.py (their names stay importable from here).
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
+import importlib
 import logging
 import math
 import os
@@ -242,6 +245,8 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
     last frame (`"pad"`). Raises LabelsError listing every bad row at once; FileNotFoundError for a
     missing CSV or processed root.
     """
+    from .splits import _leaks, _warn_imbalance, split_summary
+
     if short not in ("error", "drop", "pad"):
         raise ValueError(f"short must be 'error', 'drop' or 'pad', got {short!r}")
     root = _root(processed_root)
@@ -346,340 +351,14 @@ def _one_class(y: list[int]) -> str:
             "training needs both real (0) and fake (1) videos")
 
 
-def _leaks(df: pd.DataFrame, lines: list[int]) -> list[tuple[int | None, str]]:
-    """One problem per group whose rows sit in different splits."""
-    gid = _group_ids(df, np.asarray(df["label"]), "group")
-    order = np.argsort(gid, kind="stable")
-    out = []
-    for rows in np.split(order, np.flatnonzero(np.diff(gid[order])) + 1):
-        if len({df["split"].iat[i] for i in rows}) > 1:
-            where = ", ".join(f"{df['filename'].iat[i]} ({df['split'].iat[i] or 'no split'})" for i in rows[:6])
-            out.append((lines[rows[0]],
-                        f"rows of one group (same `group`, or a fake and its `original`) are in different "
-                        f"splits: {where}"))
-    return out
-
-
-# ---------------------------------------------------------------- split
-
-
-def _group_ids(df: pd.DataFrame, y: np.ndarray, group_col: str | None = "group") -> np.ndarray:
-    """Row → group id. Rows sharing a `group_col` value, and a fake with the real video named in its
-    `original` (matched by stem), are joined (union-find); any other row is its own group."""
-    parent = list(range(len(df)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[tuple[str, str], int] = {}
-
-    def link(key: tuple[str, str], i: int) -> None:
-        j = first.setdefault(key, i)
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-
-    if group_col and group_col in df.columns:
-        for i, g in enumerate(df[group_col]):
-            if _cell(g):
-                link(("group", _cell(g)), i)
-    if "original" in df.columns:
-        for i, (name, orig) in enumerate(zip(df["filename"], df["original"], strict=True)):
-            if _cell(orig):
-                link(("video", _stem(orig)), i)
-            elif y[i] == 0:  # a real video is the original of the fakes that name it
-                link(("video", _stem(name)), i)
-    return np.array([find(i) for i in range(len(df))], dtype=np.int64)
-
-
-def _check_ratios(ratios) -> np.ndarray:
-    """(train, val, test) shares, or a "70,15,15" string → shares normalised to sum 1."""
-    try:
-        r = np.asarray(ratios.split(",") if isinstance(ratios, str) else ratios, dtype=float)
-    except (TypeError, ValueError):
-        r = np.array([])
-    if r.shape != (3,) or not np.isfinite(r).all() or (r < 0).any() or r[0] <= 0:
-        raise ValueError(f"ratios must be three non-negative numbers train,val,test with train > 0 "
-                         f"(e.g. 0.7,0.15,0.15), got {ratios!r}")
-    return r / r.sum()
-
-
-def split_labels(df: pd.DataFrame, ratios=(0.7, 0.15, 0.15), seed: int = 0, group_col: str | None = "group"
-                 ) -> pd.DataFrame:
-    """Assign train/val/test, seeded, stratified by label at group level, with no group crossing splits.
-
-    Groups: rows sharing `group_col`, plus each fake with its `original` (see _group_ids). When a class
-    has >= 3 groups, each split with a non-zero ratio gets at least one group of it, so val/test metrics
-    such as ROC-AUC are defined even on tiny sets. Takes a labels frame; returns a copy with `split`
-    set (row order kept); logs split_summary and warns on strong class imbalance.
-    """
-    r = _check_ratios(ratios)
-    out = df.copy()
-    parsed = [_parse_label(v)[0] for v in out["label"]]
-    bad = [(i + 2, f"label {_cell(v)!r} is not 0/1 (or REAL/FAKE)")
-           for i, (p, v) in enumerate(zip(parsed, out["label"], strict=True)) if p is None]
-    if bad:
-        raise LabelsError("labels (DataFrame)", bad)
-    y = np.array(parsed, dtype=np.int64)
-    frame = out.reset_index(drop=True).assign(filename=[_cell(f) for f in out["filename"]])
-    _, gid = np.unique(_group_ids(frame, y, group_col), return_inverse=True)
-    n_groups = int(gid.max()) + 1 if len(gid) else 0
-    cnt = np.zeros((n_groups, 2), dtype=np.int64)  # rows per group and class
-    np.add.at(cnt, (gid, y), 1)
-    has, size = cnt > 0, cnt.sum(1)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n_groups)
-    where = np.full(n_groups, -1)
-    filled = np.zeros((3, 2))
-    target = r[:, None] * cnt.sum(0)[None, :]
-
-    def put(g: int, s: int) -> None:
-        where[g] = s
-        filled[s] += cnt[g]
-
-    # 1) one group of each class into every split (rarest class first), smallest groups first.
-    for c in np.argsort(has.sum(0), kind="stable"):
-        if has[:, c].sum() < 3:
-            continue
-        for s in (2, 1, 0):
-            if r[s] == 0 or (has[:, c] & (where == s)).any():
-                continue
-            free = [g for g in order if where[g] < 0 and has[g, c]]
-            if free:
-                put(min(free, key=lambda g: size[g]), s)
-    # 2) the rest, largest first (random order among equal sizes), each to the split where it most
-    #    lowers sum (filled - target)^2 / target: relative shortfalls, so every split fills in proportion
-    #    (an absolute one would pour all the big groups into train); classes weighted equally.
-    weight = 1.0 / (np.maximum(target, 1e-9) * np.maximum(cnt.sum(0), 1))
-    for g in sorted((g for g in order if where[g] < 0), key=lambda g: -size[g]):
-        gain = (((filled + cnt[g] - target) ** 2 - (filled - target) ** 2) * weight).sum(1)
-        gain[r == 0] = np.inf
-        put(g, int(np.argmin(gain)))
-    out["split"] = [SPLITS[where[g]] for g in gid]
-    summary = split_summary(out)
-    log.info("class balance per split:\n%s", summary.to_string())
-    _warn_imbalance(summary, "split")
-    return out
-
-
-def split_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Class balance: one row per split (train/val/test, or `all` without a split column) and a total,
-    columns real, fake, total, fake_pct."""
-    import pandas as pd
-
-    y = np.array([_parse_label(v)[0] for v in df["label"]], dtype=float)
-    split = ([_cell(s) or "(none)" for s in df["split"]] if "split" in df.columns else ["all"] * len(df))
-    names = [s for s in SPLITS if s in split] + sorted({s for s in split} - set(SPLITS))
-    rows = {}
-    for name in names + ["total"]:
-        m = np.ones(len(y), bool) if name == "total" else np.array([s == name for s in split], bool)
-        real, fake = int((y[m] == 0).sum()), int((y[m] == 1).sum())
-        rows[name] = {"real": real, "fake": fake, "total": real + fake,
-                      "fake_pct": round(100.0 * fake / (real + fake), 1) if real + fake else float("nan")}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def _warn_imbalance(summary: pd.DataFrame, source: str) -> None:
-    notes = []
-    for name, real, fake, total in summary.drop(index="total")[["real", "fake", "total"]].itertuples():
-        if total and min(real, fake) < MINORITY_WARN * total:
-            notes.append(f"{name}: {real} real / {fake} fake")
-    if notes:
-        _warn(f"{source}: strong class imbalance (minority class < {MINORITY_WARN:.0%}) in " + "; ".join(notes)
-              + ". Accuracy is misleading there: read F1/ROC-AUC, or balance the data (more of the rare class).")
-
-
-# ---------------------------------------------------------------- create / import
-
-
-def _finish(df: pd.DataFrame, out_csv, split, seed: int) -> pd.DataFrame:
-    df = df.sort_values("filename", kind="stable").reset_index(drop=True)
-    if split is not None and split is not False:
-        df = split_labels(df, (0.7, 0.15, 0.15) if split is True else split, seed=seed)
-    if out_csv is not None:
-        write_labels(df, out_csv)
-        log.info("wrote %d rows to %s", len(df), out_csv)
-    return df
-
-
-def from_folders(processed_root, out_csv=None, real_glob: str = "real/*", fake_glob: str = "fake/*",
-                 split=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
-    """Labels for every processed folder matched by `real_glob` (0) / `fake_glob` (1), relative to
-    `processed_root`. A folder counts when it holds frame_*.jpg; dot-named leftovers of interrupted runs
-    are skipped; folders without frames are left out with a warning. Rows are sorted by filename,
-    split by `split` ratios (None: no split column) and written atomically to `out_csv` if given.
-    Raises FileNotFoundError (no root), ValueError (nothing found, or a folder matched by both globs)."""
-    import pandas as pd
-
-    root = _root(processed_root)
-    found: dict[str, int] = {}
-    empty: list[str] = []
-    for label, pattern in ((0, real_glob), (1, fake_glob)):
-        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-            raise ValueError(f"glob {pattern!r} must be relative to the processed root {root} (e.g. 'real/*')")
-        for p in sorted(root.glob(pattern)):
-            rel = p.relative_to(root)
-            if not p.is_dir() or any(part.startswith(".") for part in rel.parts):
-                continue
-            name = rel.as_posix()
-            if found.get(name, label) != label:
-                raise ValueError(f"{name} matches both real_glob {real_glob!r} and fake_glob {fake_glob!r}; "
-                                 "make the patterns disjoint")
-            if _has_frames(p):
-                found[name] = label
-            elif name not in empty:
-                empty.append(name)
-    if empty:
-        _warn(f"{len(empty)} folder(s) under {root} hold no frame_*.jpg (no face found?) and were left out: "
-              f"{_listed(empty)}")
-    if not found:
-        raise ValueError(f"no folder under {root} matching {real_glob!r} or {fake_glob!r} holds frame_*.jpg "
-                         "files: run `dfd preprocess` first, or pass globs that match your layout")
-    for label, pattern in ((0, real_glob), (1, fake_glob)):
-        if label not in found.values():
-            _warn(f"no {('real', 'fake')[label]} videos: nothing under {root} matching {pattern!r} holds frames")
-    df = pd.DataFrame({"filename": list(found), "label": list(found.values())})
-    return _finish(df, out_csv, split, seed)
-
-
-def _index_folders(root: Path, max_depth: int = 3) -> dict[str, list[str]]:
-    """Folder name → relative paths of the folders holding frames, up to `max_depth` levels below root."""
-    index: dict[str, list[str]] = {}
-
-    def walk(d: Path, depth: int) -> None:
-        with os.scandir(d) as it:
-            subdirs = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
-        for name in subdirs:
-            p = d / name
-            if _has_frames(p):
-                index.setdefault(name, []).append(p.relative_to(root).as_posix())
-            elif depth < max_depth:
-                walk(p, depth + 1)
-
-    walk(root, 1)
-    return index
-
-
-def _map_records(records: list[tuple[str, str, int, str]], root: Path, source: str, tag: str) -> pd.DataFrame:
-    """(where, video name, label, original) → labels rows for the names that have a processed folder."""
-    import pandas as pd
-
-    index = _index_folders(root)
-    rows: dict[str, tuple[int, str, str]] = {}
-    missing, ambiguous, mismatch, conflicts = [], [], [], []
-    for where, name, label, orig in records:
-        cands = index.get(_stem(name), [])
-        if len(cands) > 1:  # same stem in several folders: prefer the one under real/ or fake/ matching the label
-            pref = [c for c in cands if ("real", "fake")[label] in c.split("/")[:-1]]
-            cands = pref if len(pref) == 1 else cands
-        if not cands:
-            missing.append(name)
-            continue
-        if len(cands) > 1:
-            ambiguous.append(f"{name} ({' / '.join(cands)})")
-            continue
-        folder = cands[0]
-        if folder in rows:
-            if rows[folder][0] != label:
-                conflicts.append((None, f"{where}: {name} is labelled both REAL and FAKE (also {rows[folder][1]})"))
-            continue
-        rows[folder] = (label, where, orig)
-        if ("fake", "real")[label] in folder.split("/")[:-1]:
-            mismatch.append(f"{folder}={('REAL', 'FAKE')[label]}")
-    if conflicts:
-        raise LabelsError(source, conflicts, "Fix the labels so each video has one.")
-    if missing:
-        _warn(f"{source}: {len(missing)} of {len(records)} video(s) have no processed folder under {root} "
-              f"(not preprocessed, or no face found) and were left out: {_listed(missing)}")
-    if ambiguous:
-        _warn(f"{source}: {len(ambiguous)} video(s) match several processed folders and were left out: "
-              f"{_listed(ambiguous)}")
-    if mismatch:
-        _warn(f"{source}: {len(mismatch)} folder(s) sit under the other class's folder; the metadata label "
-              f"was kept: {_listed(mismatch)}")
-    if not rows:
-        raise ValueError(f"none of the {len(records)} videos in {source} has a processed folder under {root} "
-                         "(expected <root>/real/<video name>/frame_0.jpg): check the processed root")
-    df = pd.DataFrame({"filename": list(rows), "label": [v[0] for v in rows.values()]})
-    if any(v[2] for v in rows.values()):
-        df["original"] = [v[2] for v in rows.values()]
-    df["source"] = tag
-    return df
-
-
-def from_dfdc_metadata(metadata_json, processed_root, out_csv=None, split=(0.7, 0.15, 0.15),
-                       seed: int = 0) -> pd.DataFrame:
-    """Import DFDC labels: `metadata.json` ({"x.mp4": {"label": "FAKE", "original": "y.mp4", ...}}), one
-    path or a list (one per DFDC part). Names map to processed folders by stem; `original` is kept so a
-    fake and its real video land in the same split (DFDC's own `split` field is not used). Returns the
-    labels frame (written to `out_csv` if given). Raises FileNotFoundError, LabelsError (bad JSON/labels)."""
-    paths = [metadata_json] if isinstance(metadata_json, (str, os.PathLike)) else list(metadata_json)
-    records, problems = [], []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise _not_found("DFDC metadata", path)
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8-sig"))
-        except json.JSONDecodeError as e:
-            raise LabelsError(path, [(e.lineno, f"not valid JSON ({e.msg}): use the metadata.json shipped "
-                                                "with the DFDC part")]) from None
-        if not isinstance(meta, dict):
-            raise LabelsError(path, [(1, "expected an object {\"video.mp4\": {\"label\": \"FAKE\", ...}}")])
-        for name, entry in meta.items():
-            entry = entry if isinstance(entry, dict) else {"label": entry}
-            label, _ = _parse_label(entry.get("label"))
-            if label is None:
-                problems.append((None, f"{path}: entry {name!r} has label {entry.get('label')!r}; expected REAL or FAKE"))
-            else:
-                records.append((str(path), name, label, _cell(entry.get("original")) if label == 1 else ""))
-    if problems:
-        raise LabelsError(str(paths[0]) if len(paths) == 1 else "DFDC metadata", problems)
-    source = str(paths[0]) if len(paths) == 1 else f"{len(paths)} DFDC metadata files"
-    return _finish(_map_records(records, _root(processed_root), source, "dfdc"), out_csv, split, seed)
-
-
-def from_gobal_metadata(csv_path, processed_root, out_csv=None, split=(0.7, 0.15, 0.15),
-                        seed: int = 0) -> pd.DataFrame:
-    """Import the original project's `Gobal_metadata.csv` (no header; `file,label` with REAL/FAKE).
-    A header row (e.g. `URI,label,original,split` from label_json_to_csv.py) is tolerated and an
-    `original` column used. Returns the labels frame (written to `out_csv` if given). Raises
-    FileNotFoundError, LabelsError naming the line of a bad label or a malformed row."""
-    path = Path(csv_path)
-    if not path.is_file():
-        raise _not_found("Gobal_metadata CSV", path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        rows = [(reader.line_num, [c.strip() for c in cells]) for cells in reader if any(c.strip() for c in cells)]
-    if not rows:
-        raise LabelsError(path, [(1, "the file is empty; expected lines like `video.mp4,FAKE`")])
-    orig_col = None
-    if len(rows[0][1]) >= 2 and _parse_label(rows[0][1][1])[0] is None:  # a header line
-        header = [c.lower() for c in rows[0][1]]
-        orig_col = header.index("original") if "original" in header else None
-        rows = rows[1:]
-    records, problems = [], []
-    for ln, cells in rows:
-        label = _parse_label(cells[1])[0] if len(cells) >= 2 else None
-        if len(cells) < 2 or not cells[0]:
-            problems.append((ln, "expected `video.mp4,REAL` or `video.mp4,FAKE`"))
-        elif label is None:
-            problems.append((ln, f"label {cells[1]!r} is not REAL/FAKE (or 0/1)"))
-        else:
-            orig = cells[orig_col] if orig_col is not None and orig_col < len(cells) and label == 1 else ""
-            records.append((f"line {ln}", cells[0], label, orig))
-    if problems:
-        raise LabelsError(path, problems)
-    return _finish(_map_records(records, _root(processed_root), str(path), "gobal_metadata"), out_csv, split, seed)
-
-
 # ---------------------------------------------------------------- CLI
 
 
 def _cmd_labels(args) -> int:
     import sys
+
+    from .importers import from_dfdc_metadata, from_folders, from_gobal_metadata
+    from .splits import _check_ratios, split_summary
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -736,3 +415,28 @@ def add_cli(subparsers) -> None:
                    help="with --check: folders with too few frames are an error, dropped or padded")
     p.add_argument("--require-split", action="store_true", help="with --check: every row needs a split")
     p.set_defaults(func=_cmd_labels)
+
+# ---------------------------------------------------------------- moved names
+
+# The split lives in splits.py and the creators/importers in importers.py. Both import their helpers from
+# this module, so their names are re-exported lazily (PEP 562) instead of imported at the top: an eager
+# re-export would be an import cycle that breaks whichever module is imported first.
+# `dfdlib.labels.from_folders` and `from dfdlib.labels import split_labels` keep working.
+_MOVED = {
+    **dict.fromkeys(("split_labels", "split_summary", "_group_ids", "_check_ratios", "_warn_imbalance", "_leaks"),
+                    "splits"),
+    **dict.fromkeys(("from_folders", "from_dfdc_metadata", "from_gobal_metadata", "_finish", "_index_folders",
+                     "_map_records"), "importers"),
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        value = getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MOVED))

@@ -9,6 +9,9 @@ run folder (docs/design.md): the best model by a validation metric (never the te
 Exact resume: the sampler order is a function of (seed, epoch) (DistributedSampler), each training
 item's augmentation is seeded by (seed, epoch, rank, position), and last.pt stores the remaining RNG
 state (dropout), so stopping between epochs and resuming reproduces the uninterrupted weights.
+
+Setup (device, DDP, data, model) lives in `train_setup.py` and the checkpoint/resume state in
+`checkpoint.py`; `_Trainer` here combines them with the epoch loop.
 """
 from __future__ import annotations
 
@@ -17,21 +20,19 @@ import dataclasses
 import json
 import math
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-LAST_FORMAT = "dfdlib-last/1"
+from .checkpoint import _RESUME_FREE, LAST_FORMAT, _Checkpointing  # noqa: F401
+from .train_setup import _rank_info, _SeededDataset, _SeededIndices, _Setup, _WeightedShards  # noqa: F401
+
 _CHOICES = {
     "loss": ("ce", "bce"), "balance": ("weighted", "sampler", "none"), "amp": ("auto", "bf16", "fp16", "off"),
     "lr_schedule": ("cosine", "onecycle", "none"), "monitor": ("val_auc", "val_loss"), "sampling": ("even", "first"),
 }
-# Fields that may differ between a run and its resumption without changing what is being trained.
-_RESUME_FREE = {"resume", "num_epochs", "show_progress", "num_workers", "device", "early_stopping", "out_dir",
-                "dataset_path", "csv_file", "max_steps_per_epoch", "cache"}
 
 
 @dataclass
@@ -120,75 +121,10 @@ class TrainResult:
     threshold: float           # decision threshold chosen on validation (Youden's J), stored in the model file
 
 
-# ------------------------------------------------------------------------------------------- sampling
-class _SeededIndices:
-    """Wrap a sampler to yield (seed, index): each item's augmentation seed is a function of
-    (run seed, epoch, rank, position), independent of worker count, persistence and resumption."""
-
-    def __init__(self, inner, seed: int, rank: int):
-        self.inner, self.seed, self.rank, self.epoch = inner, seed, rank, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.inner.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __iter__(self):
-        idx = list(self.inner)
-        seeds = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(len(idx), np.uint64)
-        return iter([(int(s) >> 1, int(i)) for s, i in zip(seeds, idx, strict=True)])
-
-
-class _WeightedShards:
-    """Class-balanced sampling with replacement, sharded across processes; order set by (seed, epoch)."""
-
-    def __init__(self, labels: list[int], seed: int, rank: int, world: int):
-        y = np.asarray(labels)
-        counts = np.bincount(y, minlength=2).astype(float)
-        self.weights = (1.0 / np.maximum(counts, 1))[y]
-        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
-        self.per_rank = math.ceil(len(y) / world)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.per_rank
-
-    def __iter__(self):
-        import torch
-
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        idx = torch.multinomial(torch.as_tensor(self.weights), self.per_rank * self.world, True, generator=g)
-        return iter(idx[self.rank::self.world].tolist())
-
-
-class _SeededDataset:
-    """Dataset view taking (seed, index) keys: seeds torch's CPU RNG (which transforms v2 draw from)."""
-
-    def __init__(self, ds):
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, key):
-        import torch
-
-        seed, i = key
-        torch.random.default_generator.manual_seed(seed)
-        return self.ds[i]
-
-
 # ---------------------------------------------------------------------------------------- the trainer
-def _rank_info() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+class _Trainer(_Checkpointing, _Setup):
+    """One process of a training run; setup and checkpoint methods come from the two mixins."""
 
-
-class _Trainer:
     def __init__(self, cfg: TrainConfig):
         import torch
 
@@ -199,255 +135,11 @@ class _Trainer:
         self.last_path = self.run_dir / "last.pt"
         self.device = self._setup_device()
 
-    # ---- setup
-    def _setup_device(self):
-        torch = self.torch
-        from .utils import resolve_device
-
-        device = resolve_device(self.cfg.device)
-        self._own_pg = False
-        if self.world > 1:
-            import torch.distributed as dist
-
-            if device.type == "cuda":
-                device = torch.device("cuda", self.local_rank)
-                torch.cuda.set_device(device)
-            elif device.type != "cpu":
-                device = torch.device("cpu")  # DDP supports CUDA (nccl) and CPU (gloo) only
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-                self._own_pg = True
-        return device
-
     def log(self, msg: str) -> None:
         if self.main:
             from tqdm.auto import tqdm
 
             tqdm.write(msg)
-
-    def _labels(self):
-        from .labels import split_labels, validate_labels
-
-        cfg = self.cfg
-        df = validate_labels(cfg.csv_file, cfg.dataset_path, sequence_length=cfg.sequence_length, short="pad")
-        if "split" not in df.columns or df["split"].eq("").all():
-            df = split_labels(df, seed=cfg.seed)
-            self.log(f"{cfg.csv_file} has no split column: split 70/15/15 here with seed={cfg.seed} "
-                     "(save a split with `dfd labels` to keep it fixed across runs)")
-        elif df["split"].eq("").any():
-            raise ValueError(f"{cfg.csv_file}: {int(df['split'].eq('').sum())} rows have an empty split; fill "
-                             "train/val/test or re-split with dfdlib.split_labels / `dfd labels`")
-        for s in ("train", "val"):
-            if not df["split"].eq(s).any():
-                raise ValueError(f"{cfg.csv_file} has no '{s}' rows; training needs train and val splits "
-                                 "(re-split with dfdlib.split_labels or `dfd labels --ratios 0.7,0.15,0.15`)")
-        return df
-
-    def _preprocess_settings(self, df) -> dict | None:
-        # predict must crop faces the way the training data was cropped: keep the detector settings.
-        for name in df["filename"][:50]:
-            p = Path(self.cfg.dataset_path) / name / "faces.json"
-            if p.is_file():
-                with contextlib.suppress(ValueError, OSError):
-                    doc = json.loads(p.read_text())
-                    for key in ("preprocess", "config", "settings"):
-                        if isinstance(doc.get(key), dict):
-                            return json.loads(json.dumps(doc[key]))
-        return None
-
-    def _data(self, df):
-        torch = self.torch
-        from torch.utils.data import DataLoader, DistributedSampler
-
-        from .data import FaceSequenceDataset, build_transforms
-
-        cfg = self.cfg
-
-        def dataset(split: str, train: bool):
-            part = df[df["split"] == split].reset_index(drop=True)
-            if not len(part):
-                return None
-            tf = build_transforms(train and cfg.augment, cfg.image_size)
-            return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, transform=tf,
-                                       sampling=cfg.sampling, cache=cfg.cache)
-
-        self.train_ds = dataset("train", True)
-        self.val_ds, self.test_ds = dataset("val", False), dataset("test", False)
-        if cfg.balance == "sampler":
-            inner = _WeightedShards(self.train_ds.labels, cfg.seed, self.rank, self.world)
-        else:
-            inner = DistributedSampler(self.train_ds, num_replicas=self.world, rank=self.rank, shuffle=True,
-                                       seed=cfg.seed)
-        self.sampler = _SeededIndices(inner, cfg.seed, self.rank)
-        pin = self.device.type == "cuda"
-        # Persistent workers keep their in-memory clip cache across epochs (each worker caches its own).
-        common = dict(num_workers=cfg.num_workers, pin_memory=pin, persistent_workers=cfg.num_workers > 0)
-        self.train_loader = DataLoader(_SeededDataset(self.train_ds), batch_size=cfg.batch_size,
-                                       sampler=self.sampler, generator=torch.Generator().manual_seed(cfg.seed),
-                                       **common)
-
-        def eval_loader(ds, persistent: bool):
-            if ds is None:
-                return None
-            return DataLoader(ds, batch_size=cfg.batch_size, sampler=range(self.rank, len(ds), self.world),
-                              num_workers=cfg.num_workers, pin_memory=pin,
-                              persistent_workers=persistent and cfg.num_workers > 0)
-
-        self.val_loader = eval_loader(self.val_ds, cfg.cache)
-        self.test_loader = eval_loader(self.test_ds, False)
-
-    def _model(self, resuming: bool):
-        torch = self.torch
-        from torch import nn
-
-        from .model import ResNeXtLSTM
-
-        cfg = self.cfg
-        self.model = ResNeXtLSTM(num_classes=1 if cfg.loss == "bce" else 2, hidden_dim=cfg.hidden_dim,
-                                 lstm_layers=cfg.lstm_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                                 backbone=cfg.backbone, weights=None if resuming else cfg.weights).to(self.device)
-        if cfg.channels_last and self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
-        counts = np.bincount(np.asarray(self.train_ds.labels), minlength=2).astype(float)
-        if cfg.balance == "weighted" and counts.min() > 0:
-            w = counts.sum() / (2 * counts)  # inverse class frequency, mean weight 1
-        else:
-            w = np.ones(2)
-        if cfg.loss == "bce":
-            self.criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(w[1] / w[0], device=self.device))
-            self.eval_criterion = nn.BCEWithLogitsLoss(reduction="sum")
-        else:
-            self.criterion = nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32, device=self.device))
-            self.eval_criterion = nn.CrossEntropyLoss(reduction="sum")
-        # AMP: bf16 needs no loss scaling; fp16 does (GradScaler).
-        amp = cfg.amp
-        if amp == "auto":
-            amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if self.device.type == "cuda" else "off"
-        if amp == "fp16" and self.device.type != "cuda":
-            raise ValueError("amp='fp16' needs a CUDA GPU; use amp='bf16' (CPUs with AVX512-BF16/AMX) or 'off'")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler("cuda" if self.device.type == "cuda" else "cpu", enabled=amp == "fp16")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
-                                           weight_decay=cfg.weight_decay)
-        n_batches = len(self.train_loader)
-        if cfg.max_steps_per_epoch:
-            n_batches = min(n_batches, cfg.max_steps_per_epoch * cfg.grad_accum)
-        self.batches_per_epoch = n_batches
-        self.steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
-        self.scheduler = self._schedule(self.steps_per_epoch * cfg.num_epochs)
-        self.ddp, self.frozen = None, None
-
-    def _schedule(self, total: int):
-        torch = self.torch
-        cfg = self.cfg
-        warm = min(cfg.warmup_epochs * self.steps_per_epoch, total // 2)
-        if cfg.lr_schedule == "onecycle" and total >= 2:
-            return torch.optim.lr_scheduler.OneCycleLR(self.optimizer, cfg.learning_rate, total_steps=total,
-                                                       pct_start=min(max(warm / total, 0.05), 0.5))
-        if cfg.lr_schedule == "cosine":
-            def factor(step: int) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                t = min(1.0, (step - warm) / max(1, total - warm))
-                return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))  # floor at 1 % of the peak
-        else:
-            def factor(step: int) -> float:
-                return 1.0
-        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-
-    def _set_frozen(self, frozen: bool) -> None:
-        if frozen == self.frozen:
-            return
-        for p in self.model.backbone.parameters():
-            p.requires_grad_(not frozen)
-        self.frozen = frozen
-        if self.world > 1:  # DDP registers the trainable parameters when it is built: rebuild on change
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DDP(self.model, device_ids=ids)
-
-    # ---- state
-    def _rng_state(self) -> dict:
-        torch = self.torch
-        np_state = np.random.get_state(legacy=True)
-        state = {"python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-                 "torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def _set_rng_state(self, state: dict) -> None:
-        torch = self.torch
-        v, internal, g = state["python"]
-        random.setstate((v, tuple(internal), g))
-        name, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda"], self.device)
-
-    def _gather(self, obj) -> list:
-        if self.world == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        out = [None] * self.world
-        dist.all_gather_object(out, obj)
-        return out
-
-    def _save_last(self, epoch: int, stopped: bool) -> None:
-        rngs = self._gather(self._rng_state())  # collective: every rank takes part, rank 0 writes
-        if not self.main:
-            return
-        from .utils import atomic_write
-
-        state = {
-            "format": LAST_FORMAT, "epoch": epoch, "stopped": stopped, "config": self.cfg.to_dict(),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "best": self.best, "history": self.history, "rng": rngs,
-        }
-        with atomic_write(self.last_path, "wb") as f:
-            self.torch.save(state, f)
-
-    def _load_last(self) -> int:
-        try:
-            state = self.torch.load(self.last_path, map_location=self.device, weights_only=True)
-        except Exception as e:  # truncated by a full disk, copied half, or pickled code refused by weights_only
-            first = (str(e).splitlines() or [""])[0][:160]
-            raise ValueError(f"{self.last_path} cannot be read ({type(e).__name__}: {first}); "
-                             "delete it to start a new run, or restore it from a backup") from e
-        if not isinstance(state, dict) or state.get("format") != LAST_FORMAT:
-            raise ValueError(f"{self.last_path} is not a dfdlib resume file; start a new run (resume=False)")
-        changed = {k: (v, getattr(self.cfg, k)) for k, v in state["config"].items()
-                   if k not in _RESUME_FREE and getattr(self.cfg, k, v) != v}
-        if changed:
-            raise ValueError(f"resume=True but these settings differ from the run in {self.run_dir}: "
-                             + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changed.items())
-                             + ". Use the run's settings or start a new run in another out_dir.")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.best, self.history = state["best"], list(state["history"])
-        rngs = state["rng"]
-        self._set_rng_state(rngs[self.rank] if len(rngs) == self.world else rngs[0])
-        self.stopped = bool(state["stopped"])
-        self.log(f"resuming {self.run_dir} after epoch {state['epoch']}/{self.cfg.num_epochs}")
-        return int(state["epoch"])
-
-    def _clear_old_run(self) -> None:
-        """A fresh run in a folder holding an earlier run replaces that run's files (not other files)."""
-        if not self.main or not self.last_path.exists():
-            return
-        self.log(f"{self.run_dir} holds an earlier run: starting a new one (resume=True would continue it)")
-        with contextlib.suppress(Exception):
-            old = self.torch.load(self.last_path, map_location="cpu", weights_only=True)
-            if old.get("best", {}).get("path"):
-                (self.run_dir / Path(old["best"]["path"]).name).unlink(missing_ok=True)
-        for name in ("last.pt", "history.csv", "metrics.json"):
-            (self.run_dir / name).unlink(missing_ok=True)
 
     # ---- epochs
     def _loss(self, logits, y):
@@ -545,35 +237,6 @@ class _Trainer:
         auc = row["val_auc"]
         return [-math.inf if auc is None else auc, -row["val_loss"]]
 
-    def _save_best(self, row: dict, metrics: dict, threshold: float) -> str:
-        import dfdlib
-
-        from .model import save_model
-
-        cfg = self.cfg
-        name = f"model_{cfg.sequence_length}_acc_{100 * metrics['accuracy']:.1f}_final_data.pt"
-        if self.main:
-            meta = {
-                "model": self.model.config(), "sequence_length": cfg.sequence_length, "image_size": cfg.image_size,
-                "sampling": cfg.sampling, "preprocess": self.preprocess, "class_names": ["REAL", "FAKE"],
-                "threshold": float(threshold), "metrics": metrics, "train": cfg.to_dict(),
-                "dfdlib_version": dfdlib.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            save_model(self.run_dir / name, self.model, meta)
-            old = (self.best or {}).get("path")
-            if old and Path(old).name != name:
-                (self.run_dir / Path(old).name).unlink(missing_ok=True)
-        return str(self.run_dir / name)
-
-    def _write_history(self) -> None:
-        if self.main:
-            import pandas as pd
-
-            from .utils import atomic_write
-
-            with atomic_write(self.run_dir / "history.csv") as f:
-                pd.DataFrame(self.history).to_csv(f, index=False)
-
     def _oom_message(self, epoch: int) -> str:
         cfg = self.cfg
         return (f"CUDA out of memory in epoch {epoch + 1} (batch_size={cfg.batch_size}, sequence_length="
@@ -582,17 +245,6 @@ class _Trainer:
                 f"{cfg.grad_accum * 2} to keep the effective batch, or lower sequence_length or image_size; "
                 f"keep amp on. Finished epochs are safe in {self.last_path}: rerun with resume=True "
                 "(--resume) after changing batch_size/grad_accum.")
-
-    @contextlib.contextmanager
-    def _saving(self, epoch: int):
-        """A failed write (full disk, lost permissions) becomes advice; atomic writes kept the previous files."""
-        try:
-            yield
-        except OSError as e:
-            kept = f"{self.last_path} still holds epoch {epoch}" if epoch else "no epoch had been saved yet"
-            raise OSError(e.errno, f"could not save epoch {epoch + 1} in {self.run_dir} ({e.strerror or e}). Free "
-                                   "disk space or fix the folder's permissions, then rerun with resume=True "
-                                   f"(--resume); {kept}") from e
 
     # ---- main loop
     def fit(self) -> TrainResult:
@@ -708,12 +360,6 @@ class _Trainer:
             self.log(f"best model: {self.best['path']}")
         return TrainResult(history=history, best_model_path=Path(self.best["path"]), last_path=self.last_path,
                            test_metrics=test, val_metrics=self.best["metrics"], run_dir=self.run_dir, threshold=thr)
-
-    def close(self) -> None:
-        if self._own_pg:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def train(config: TrainConfig | dict | None = None, **overrides) -> TrainResult:
