@@ -1,4 +1,5 @@
-"""Stage 4: verdicts for new videos (one, a folder, an ensemble) and evaluation on a labelled split.
+"""Stage 4: verdicts for new videos (one, a folder, an ensemble); evaluation on a labelled split is in
+evaluate.py (`evaluate_model` stays importable from here).
 
 Prediction repeats training's preprocessing exactly, read from the model file's metadata: the same
 PreprocessConfig (frames, sampler, detector thresholds, margin, crop size, JPEG quality) through the same
@@ -22,6 +23,18 @@ from .video import VIDEO_EXTENSIONS  # the same files the preprocess stage treat
 
 MODEL_EXTENSIONS = (".pt", ".pth")
 _warned: set[str] = set()
+
+# Names that moved to evaluate.py, still importable from here. Resolved lazily (PEP 562) because
+# evaluate.py imports this module's helpers: an eager import would be circular.
+_MOVED_TO_EVALUATE = ("evaluate_model", "_split_scores", "_rows_of", "_ensemble_scores", "_cli_evaluate")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_EVALUATE:
+        from . import evaluate
+
+        return getattr(evaluate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -354,105 +367,6 @@ def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress
     return df
 
 
-def _split_scores(member, rows: pd.DataFrame, processed_root, seq: int, batch_size: int, progress: bool):
-    """One member on every usable row: (filenames, labels, prob_fake, skipped) in dataset order.
-
-    Rows whose frame folder is missing or empty are skipped (and reported), not fatal.
-    """
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from .data import FaceSequenceDataset, build_transforms
-
-    meta = member.meta
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # skipped/padded rows are reported in the metrics instead
-        ds = FaceSequenceDataset(rows, processed_root, seq, split=None, skip_bad=True,
-                                 transform=build_transforms(train=False, image_size=int(meta["image_size"])),
-                                 sampling=meta.get("sampling") or "even")
-    device = next(member.parameters()).device
-    probs = []
-    with torch.inference_mode():
-        for clips, _ in tqdm(DataLoader(ds, batch_size=batch_size, shuffle=False), desc="evaluate",
-                             unit="batch", disable=not progress, leave=False):
-            probs.append(member.prob_fake(member(clips.to(device))).float().cpu())
-    p = torch.cat(probs).numpy().astype(np.float64)
-    return list(ds.filenames), np.asarray(ds.labels), p, ds.skipped, list(ds.padded)
-
-
-def _rows_of(labels: pd.DataFrame, split: str | None, source) -> pd.DataFrame:
-    if split is None:
-        return labels.reset_index(drop=True)
-    if "split" not in labels.columns:
-        raise ValueError(f"{source} has no 'split' column; split it first (dfdlib.split_labels / `dfd labels "
-                         "split`) or evaluate every row with split=None (--split all)")
-    rows = labels[labels["split"].astype(str) == split].reset_index(drop=True)
-    if rows.empty:
-        have = sorted(labels["split"].astype(str).unique())
-        raise ValueError(f"{source} has no rows with split={split!r} (splits present: {have})")
-    return rows
-
-
-def _ensemble_scores(members, rows, processed_root, seq, batch_size, progress):
-    """Mean prob_fake over members: (filenames, labels, prob_fake, skipped, padded)."""
-    runs = [_split_scores(m, rows, processed_root, seq, batch_size, progress) for m in members]
-    names, y, _, skipped, padded = runs[0]
-    return names, y, np.mean([r[2] for r in runs], axis=0), skipped, padded
-
-
-def evaluate_model(model, labels_csv, processed_root, split: str | None = "test", out_dir=None,
-                   threshold: str | float | None = "val", batch_size: int = 8, sequence_length=None,
-                   progress: bool = True, device: str = "auto") -> dict:
-    """Metrics of a model (or Ensemble) on one split of a labels CSV, from the processed face frames.
-
-    `threshold`: "val" chooses it on the validation split (Youden's J, metrics.best_threshold) and
-    applies it here; a float is used as given; None uses the model file's. Returns compute_metrics'
-    dict plus split, threshold_source, sequence_length, models, skipped (rows without frames, left
-    out) and padded (clips shorter than the sequence). With `out_dir`, writes metrics.json,
-    predictions.csv, confusion.png and roc.png there. Raises ValueError for a missing split.
-    """
-    from .metrics import best_threshold, compute_metrics, plot_confusion, plot_roc
-    from .utils import atomic_write, ensure_writable
-
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1 (clips per forward pass), got {batch_size}")
-    if out_dir is not None:
-        ensure_writable(out_dir, "evaluation output folder")
-    model = _as_model(model, device)
-    members = _members(model)
-    seq = _sequence_length(model.meta, sequence_length)
-    labels = labels_csv if isinstance(labels_csv, pd.DataFrame) else pd.read_csv(labels_csv, dtype={"filename": str})
-    source = "labels" if isinstance(labels_csv, pd.DataFrame) else str(labels_csv)
-    names, y, p, skipped, padded = _ensemble_scores(members, _rows_of(labels, split, source), processed_root,
-                                                    seq, batch_size, progress)
-    if threshold == "val":
-        if "split" in labels.columns and (labels["split"].astype(str) == "val").any():
-            _, yv, pv, _, _ = _ensemble_scores(members, _rows_of(labels, "val", source), processed_root, seq,
-                                               batch_size, progress)
-            thr = best_threshold(yv, pv)
-            thr_source = "val" if split != "val" else "val (chosen on the split evaluated: optimistic)"
-        else:
-            thr, thr_source = _threshold(model.meta), "model file (no val split to calibrate on)"
-    elif threshold is None:
-        thr, thr_source = _threshold(model.meta), "model file"
-    else:
-        thr, thr_source = float(threshold), "given"
-    metrics = compute_metrics(y, p, thr)
-    metrics.update(split=split or "all", threshold_source=thr_source, sequence_length=seq,
-                   models=[str(m.meta.get("path", "")) for m in members],
-                   skipped=[f"{f}: {why}" for f, why in skipped], padded=padded)
-    if out_dir is not None:
-        out = Path(out_dir)
-        with atomic_write(out / "metrics.json") as f:
-            json.dump(metrics, f, indent=2)
-        _write_csv(pd.DataFrame({"filename": names, "label": y, "prob_fake": p,
-                                 "predicted": (p >= thr).astype(int)}), out / "predictions.csv")
-        plot_confusion(metrics["confusion_matrix"], out / "confusion.png")
-        plot_roc(y, p, out / "roc.png")
-    return metrics
-
-
 # --- CLI -----------------------------------------------------------------------------------------
 
 def _cli_predict(args) -> int:
@@ -501,25 +415,8 @@ def _cli_predict(args) -> int:
     return 0 if (df["status"] == "ok").any() else 1
 
 
-def _cli_evaluate(args) -> int:
-    from .metrics import format_metrics_table
-
-    thr = args.threshold
-    thr = None if thr in ("model", "file") else thr if thr == "val" else float(thr)
-    model = _as_model(args.models if len(args.models) > 1 else args.models[0], args.device)
-    metrics = evaluate_model(model, args.csv, args.data, split=None if args.split == "all" else args.split,
-                             out_dir=args.out, threshold=thr, batch_size=args.batch_size,
-                             sequence_length=args.sequence_length, progress=not args.no_progress)
-    print(format_metrics_table(metrics))
-    print(f"threshold {metrics['threshold']:.3f} from {metrics['threshold_source']}; "
-          f"confusion matrix (rows true real/fake): {metrics['confusion_matrix']}")
-    if args.out:
-        print(f"metrics.json, predictions.csv, confusion.png, roc.png written to {args.out}/")
-    return 0
-
-
 def add_cli(subparsers) -> None:
-    """Register `dfd predict MODEL [MODEL ...] VIDEO ...` and `dfd evaluate MODEL [MODEL ...] --csv --data`."""
+    """Register `dfd predict MODEL [MODEL ...] VIDEO ...` (`dfd evaluate` is registered by evaluate.py)."""
     p = subparsers.add_parser("predict", help="REAL/FAKE verdicts for videos (several models = ensemble)")
     p.add_argument("paths", nargs="*", metavar="MODEL_OR_VIDEO",
                    help="model files (.pt/.pth; several = ensemble) and videos or folders of videos")
@@ -533,17 +430,3 @@ def add_cli(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cli_predict)
-
-    e = subparsers.add_parser("evaluate", help="metrics of a model on a labelled split of processed videos")
-    e.add_argument("models", nargs="+", metavar="MODEL", help="model file(s); several = ensemble")
-    e.add_argument("--csv", required=True, help="labels CSV (filename,label[,split])")
-    e.add_argument("--data", required=True, help="processed root (the preprocess stage's output)")
-    e.add_argument("--split", default="test", help="split to evaluate: test | val | train | all")
-    e.add_argument("--threshold", default="val",
-                   help="val (choose on the val split) | model (the file's) | a number (default: val)")
-    e.add_argument("--out", help="folder for metrics.json, predictions.csv, confusion.png, roc.png")
-    e.add_argument("--batch-size", type=int, default=8)
-    e.add_argument("--sequence-length", type=int, help="frames per clip (default: the model's)")
-    e.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.set_defaults(func=_cli_evaluate)
