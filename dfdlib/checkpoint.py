@@ -120,10 +120,9 @@ class _Checkpointing:
         if self.main:
             import pandas as pd
 
-            from .utils import atomic_write
+            from .utils import write_csv
 
-            with atomic_write(self.run_dir / "history.csv") as f:
-                pd.DataFrame(self.history).to_csv(f, index=False)
+            write_csv(pd.DataFrame(self.history), self.run_dir / "history.csv")
 
     @contextlib.contextmanager
     def _saving(self, epoch: int):

@@ -109,7 +109,7 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
     from .model import load_model
     from .predict import evaluate_model, predict_many
     from .trainer import train
-    from .utils import atomic_write
+    from .utils import atomic_write, write_csv
 
     cfg = config or DemoConfig()
     for k, v in overrides.items():
@@ -140,8 +140,7 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
     videos = [Path(cfg.data) / f"{name}.mp4" for name in test_rows["filename"]]
     preds = predict_many(model, videos, names=list(test_rows["filename"]), progress=False)
     preds.insert(1, "true_label", ["FAKE" if y == 1 else "REAL" for y in test_rows["label"]])
-    with atomic_write(out / "predictions.csv", newline="") as f:
-        preds.to_csv(f, index=False)
+    write_csv(preds, out / "predictions.csv")
     first = preds.iloc[0]
     print(f"[demo] predict {first['video']}: {first['label']} (confidence {first['confidence']:.2f}, "
           f"truth {first['true_label']})")

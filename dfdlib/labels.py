@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .utils import atomic_write
+from .utils import write_csv
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports this module
     import pandas as pd
@@ -201,8 +201,7 @@ def write_labels(df: pd.DataFrame, path) -> Path:
     parsed = [_parse_label(v)[0] for v in out["label"]]
     if None not in parsed:
         out["label"] = parsed
-    with atomic_write(path, newline="") as f:
-        out.to_csv(f, index=False, lineterminator="\n")
+    write_csv(out, path, lineterminator="\n")
     return Path(path)
 
 

@@ -337,10 +337,9 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
 
 
 def _write_csv(df: pd.DataFrame, path) -> None:
-    from .utils import atomic_write
+    from .utils import write_csv
 
-    with atomic_write(Path(path), "w", newline="") as f:
-        df.to_csv(f, index=False)
+    write_csv(df, path)
 
 
 def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress: bool = True,

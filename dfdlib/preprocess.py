@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .faces import PreprocessConfig
-from .utils import atomic_dir, atomic_write, ensure_writable
+from .utils import atomic_dir, ensure_writable, write_csv
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -311,8 +311,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     report = report.sort_values(["label", "video"], key=lambda s: s.map(_label_order) if s.name == "label" else s)
     report = report.reset_index(drop=True)
     name = "preprocess_report.csv" if shard is None else f"preprocess_report_shard-{shard[0]}-of-{shard[1]}.csv"
-    with atomic_write(out / name, newline="") as f:
-        report.to_csv(f, index=False)
+    write_csv(report, out / name)
     if progress:
         _print_summary(report, out / name, len(all_tasks), shard)
     return report

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .utils import atomic_write
+from .utils import atomic_write, write_csv
 
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
@@ -169,8 +169,7 @@ def summary_view(df: pd.DataFrame, params: list[str]) -> pd.DataFrame:
 
 def _write_results(rows: list[dict], out: Path, params: list[str]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
-    with atomic_write(out / RESULTS_CSV, newline="") as f:
-        df.to_csv(f, index=False)
+    write_csv(df, out / RESULTS_CSV)
     with atomic_write(out / RESULTS_MD) as f:
         f.write(markdown_table(summary_view(df, params)))
     return df

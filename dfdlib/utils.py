@@ -43,6 +43,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
         raise
 
 
+def write_csv(df, path: str | os.PathLike, **to_csv_kwargs) -> Path:
+    """Write a pandas DataFrame to `path` atomically (no index column); returns the path."""
+    path = Path(path)
+    with atomic_write(path, "w", newline="") as f:
+        df.to_csv(f, index=False, **to_csv_kwargs)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
     """Yield a temp folder beside `path`; on success rename it to `path`.
