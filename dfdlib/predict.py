@@ -403,7 +403,7 @@ def _cli_predict(args) -> int:
     for r in df.itertuples():
         if r.status == "ok":
             print(f"{r.label:<5} {100 * r.confidence:5.1f}%  prob_fake={r.prob_fake:.3f}  "
-                  f"faces {r.faces_found}/{r.frames_used}  {r.video}")
+                  f"{r.frames_used}-frame clip, faces found in {r.faces_found} sampled frames  {r.video}")
         else:
             print(f"{'-':<5} {'':>6}  {r.status}: {r.reason}")
     if args.out:
