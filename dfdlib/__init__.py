@@ -8,7 +8,7 @@ TensorFlow (MTCNN) or torch until they are needed.
 """
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -44,12 +44,7 @@ _API = {
 __all__ = sorted(_API) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'dfdlib' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _API)
 
 
 def __dir__():

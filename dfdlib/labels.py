@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import logging
 import math
 import os
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._lazy import lazy_getattr
 from .utils import write_csv
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports this module
@@ -429,12 +429,7 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str):
-    if name in _MOVED:
-        value = getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _MOVED)
 
 
 def __dir__():

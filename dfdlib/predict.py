@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._lazy import lazy_getattr
 from .video import VIDEO_EXTENSIONS  # the same files the preprocess stage treats as videos
 
 MODEL_EXTENSIONS = (".pt", ".pth")
@@ -26,15 +27,8 @@ _warned: set[str] = set()
 
 # Names that moved to evaluate.py, still importable from here. Resolved lazily (PEP 562) because
 # evaluate.py imports this module's helpers: an eager import would be circular.
-_MOVED_TO_EVALUATE = ("evaluate_model", "_split_scores", "_rows_of", "_ensemble_scores", "_cli_evaluate")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_EVALUATE:
-        from . import evaluate
-
-        return getattr(evaluate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(
+    ("evaluate_model", "_split_scores", "_rows_of", "_ensemble_scores", "_cli_evaluate"), "evaluate"))
 
 
 @dataclass
