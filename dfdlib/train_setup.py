@@ -154,8 +154,10 @@ class _Setup:
             return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, transform=tf,
                                        sampling=cfg.sampling, cache=cfg.cache)
 
-        self.train_ds = dataset("train", True)
         self.val_ds, self.test_ds = dataset("val", False), dataset("test", False)
+        from .selfblend import wrap_train  # fakes="self-blend"/"mixed": self-blends join the train split only
+        self.train_ds = wrap_train(dataset("train", True), cfg.fakes, cfg.seed,
+                                   self.val_ds.labels if self.val_ds else None, self.log)
         if cfg.balance == "sampler":
             inner = _WeightedShards(self.train_ds.labels, cfg.seed, self.rank, self.world)
         else:

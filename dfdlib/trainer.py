@@ -32,6 +32,7 @@ from .train_setup import _rank_info, _SeededDataset, _SeededIndices, _Setup, _We
 _CHOICES = {
     "loss": ("ce", "bce"), "balance": ("weighted", "sampler", "none"), "amp": ("auto", "bf16", "fp16", "off"),
     "lr_schedule": ("cosine", "onecycle", "none"), "monitor": ("val_auc", "val_loss"), "sampling": ("even", "first"),
+    "fakes": ("none", "self-blend", "mixed"),
 }
 
 
@@ -73,6 +74,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None    # cap optimizer steps per epoch (smoke runs); None = full epoch
     show_progress: bool = True                # tqdm bar per epoch
     freeze_backbone_epochs: int = 0           # train only LSTM + head for the first N epochs (small datasets)
+    fakes: str = "none"                       # train-split fakes: "none", "self-blend" (real clips + their self-blends, dfdlib.selfblend), "mixed" (the split's fakes too)
 
     def __post_init__(self):
         for k, v in dataclasses.asdict(self).items():
