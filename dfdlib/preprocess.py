@@ -148,7 +148,7 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
                 reason += f" (the previous {task.label}/{task.name} folder was removed)"
             return _row(task, res.status, reason, seconds=time.perf_counter() - t0)
         manifest = res.manifest()
-        manifest.update(video=task.video, label=task.label)
+        manifest.update(video=task.video, label=task.label, group=task.group, method=task.method)
         with atomic_dir(dest, overwrite=True) as tmp:
             for i, crop in enumerate(res.crops):
                 if not cv2.imwrite(str(tmp / f"frame_{i}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
