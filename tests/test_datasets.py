@@ -74,3 +74,20 @@ def test_preprocess_dfdc_missing_files_reported(face_clip, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "layout: dfdc (detected): 1 videos" in text and "1 problem(s) skipped" in text
     assert (out / "real/dfdc_train_part_3/aaa/faces.json").is_file()
+
+
+def test_metrics_by_method_scores_each_method_against_all_reals(tmp_path):
+    from dfdlib.metrics import metrics_by_method, plot_roc_by_method
+
+    y = [0, 0, 0, 1, 1, 1, 1]
+    p = [0.1, 0.2, 0.6, 0.9, 0.8, 0.3, 0.7]
+    m = ["real", "real", "real", "Deepfakes", "Deepfakes", "FaceSwap", "FaceSwap"]
+    t = metrics_by_method(y, p, m)
+    assert list(t.index) == ["all", "Deepfakes", "FaceSwap"]
+    assert t.loc["Deepfakes", ["n_real", "n_fake"]].tolist() == [3, 2]
+    assert t.loc["Deepfakes", "roc_auc"] == 1.0 and t.loc["FaceSwap", "roc_auc"] == pytest.approx(5 / 6)
+    assert t.loc["all", "roc_auc"] == pytest.approx(11 / 12)
+    assert t.loc["FaceSwap", "recall"] == 0.5  # 0.3 < 0.5 is missed
+    fig = plot_roc_by_method(y, p, m, tmp_path / "roc.png")
+    assert (tmp_path / "roc.png").stat().st_size > 0
+    assert len(fig.axes[0].get_lines()) == 4  # all, 2 methods, chance
