@@ -214,3 +214,49 @@ def format_metrics_table(metrics: dict) -> str:
         lines.append(f"videos: {metrics['n']} ({metrics.get('n_real')} real, {metrics.get('n_fake')} fake), "
                      f"threshold {metrics.get('threshold', 0.5):.3f}")
     return "\n".join(lines)
+
+
+def metrics_by_method(y_true, prob_fake, method, threshold: float = 0.5):
+    """Per-method metrics, the usual protocol: each method's fakes scored against *all* the real videos.
+
+    Takes labels, scores and one method/source name per video (reals' name is ignored: every real is in
+    every row). Returns a DataFrame indexed by method (`all` first, then each fake method sorted) with
+    n_real, n_fake, accuracy, precision, recall, f1, roc_auc, average_precision, eer; undefined is None.
+    """
+    import pandas as pd
+
+    y, p = _as_arrays(y_true, prob_fake)
+    m = np.asarray([str(x) if x is not None else "" for x in method], dtype=object)
+    if m.shape != y.shape:
+        raise ValueError(f"method has {m.size} values but there are {y.size} videos; pass one per video")
+    keep = ("n_real", "n_fake", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer")
+    rows = {"all": {k: compute_metrics(y, p, threshold)[k] for k in keep}}
+    for name in sorted({x for x, yy in zip(m, y, strict=True) if yy == 1}):
+        sel = (y == 0) | (m == name)
+        rows[name or "(no method)"] = {k: compute_metrics(y[sel], p[sel], threshold)[k] for k in keep}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def plot_roc_by_method(y_true, prob_fake, method, path=None, title: str = "ROC per method"):
+    """One ROC curve per fake method (its fakes against all reals) plus the overall one. Returns the Figure."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y, p = _as_arrays(y_true, prob_fake)
+    m = np.asarray([str(x) if x is not None else "" for x in method], dtype=object)
+    fig = _figure((5.2, 4.6))
+    ax = fig.subplots()
+    if len(np.unique(y)) < 2:
+        ax.text(0.5, 0.5, "ROC undefined:\nonly one class in this split", ha="center", va="center")
+    else:
+        curves = [("all", np.ones(len(y), bool), 2.5)]
+        curves += [(name or "(no method)", (y == 0) | (m == name), 1.2)
+                   for name in sorted({x for x, yy in zip(m, y, strict=True) if yy == 1})]
+        for name, sel, lw in curves:
+            fpr, tpr, _ = roc_curve(y[sel], p[sel])
+            ax.plot(fpr, tpr, lw=lw, label=f"{name} (AUC = {roc_auc_score(y[sel], p[sel]):.3f}, n = {sel.sum()})")
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="chance")
+        ax.legend(loc="lower right", fontsize="small")
+    ax.set(title=title, xlabel="false positive rate", ylabel="true positive rate", xlim=(-0.01, 1.01),
+           ylim=(-0.01, 1.01))
+    _save(fig, path)
+    return fig

@@ -14,23 +14,19 @@ import json
 import os
 import shutil
 import time
-import warnings
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .faces import PreprocessConfig
-from .utils import atomic_dir, ensure_writable, write_csv
+from .utils import atomic_dir, atomic_write, ensure_writable, write_csv
 
 if TYPE_CHECKING:
     import pandas as pd
 
 CLASSES = ("real", "fake")
-REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds"]
-# Files in a class folder that are certainly not videos; anything else is tried and reported if unreadable.
-NOT_VIDEO = {".txt", ".json", ".csv", ".md", ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ini", ".db", ".pdf",
-             ".zip", ".tar", ".gz", ".py", ".ipynb", ".xml", ".html", ".log", ".srt", ".vtt", ".pt"}
+REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method"]
 
 
 @dataclass
@@ -38,51 +34,35 @@ class VideoTask:
     path: str      # absolute path of the video
     video: str     # path relative to the dataset root, as written in the report (real/a.mp4)
     label: str     # "real" | "fake"
-    name: str      # output folder name under OUT/<label>/ (the stem, unless another video has it)
+    name: str      # output folder under OUT/<label>/ (may contain '/'; unique per label, see layouts.py)
     note: str = ""  # said in the report's reason column (e.g. why the folder name keeps the extension)
+    group: str = ""  # leakage group (videos sharing footage or identity), from layouts.find_samples
+    method: str = ""  # manipulation method / source (FF++ method, Celeb-synthesis, DFDC, real)
+    original: str | None = None  # absolute path of the real video a fake was made from, if known
+    split: str | None = None  # the dataset's official split, if it has one
 
 
-def find_videos(src: str | os.PathLike) -> list[VideoTask]:
-    """List the videos of a dataset root with `real/` and/or `fake/` folders, sorted, with output names.
+def scan_dataset(src: str | os.PathLike, layout: str | None = None, split_file=None
+                 ) -> tuple[str, list[VideoTask], list[str], list]:
+    """The videos of a dataset root in any known layout (layouts.find_samples): (layout, tasks, problems,
+    samples). Raises FileNotFoundError / layouts.LayoutError for a missing or unknown tree."""
+    from .layouts import find_samples
+
+    name, samples, problems = find_samples(src, layout=layout, split_file=split_file)
+    tasks = [VideoTask(s.path, s.video, s.label, s.name, s.note, s.group, s.method, s.original, s.split)
+             for s in samples]
+    return name, tasks, problems, samples
+
+
+def find_videos(src: str | os.PathLike, layout: str | None = None, split_file=None) -> list[VideoTask]:
+    """List the videos of a dataset root (real/ + fake/ folders, recursive, or another layout of
+    layouts.LAYOUTS), sorted, with unique output names.
 
     Two videos with one stem in a class folder (a.avi, a.mp4): the first in sorted order gets folder
     `a`, the next keeps its extension (`a.mp4`) and its report row says so. Raises FileNotFoundError
-    if `src` is missing and ValueError if it has neither real/ nor fake/.
+    if `src` is missing and ValueError (layouts.LayoutError) if it matches no layout.
     """
-    src = Path(src)
-    if not src.is_dir():
-        raise FileNotFoundError(f"dataset folder {src} does not exist (or is not a folder)")
-    class_dirs = {d.name.lower(): d for d in sorted(src.iterdir()) if d.is_dir() and d.name.lower() in CLASSES}
-    if not class_dirs:
-        seen = sorted(d.name for d in src.iterdir() if not d.name.startswith("."))[:8]
-        raise ValueError(f"{src} has no real/ or fake/ folder (it contains: {', '.join(seen) or 'nothing'}). "
-                         f"Put the videos in {src}/real/ and {src}/fake/ (GUIDE step 1) and run again")
-    tasks = []
-    for label in CLASSES:
-        if label not in class_dirs:
-            continue
-        taken: dict[str, str] = {}
-        nested = []
-        for p in sorted(class_dirs[label].iterdir()):
-            if p.is_dir() and not p.name.startswith("."):
-                nested.append(p.name)
-            broken_link = p.is_symlink() and not p.exists()  # dangling or looping: reported, not silently lost
-            if not (p.is_file() or broken_link) or p.name.startswith(".") or p.suffix.lower() in NOT_VIDEO:
-                continue
-            name, note = p.stem, ""
-            if name in taken:
-                name = p.name
-                k = 2
-                while name in taken:
-                    name, k = f"{p.name}-{k}", k + 1
-                note = f"output folder {label}/{name} because {label}/{p.stem} is taken by {taken[p.stem]}"
-            taken[name] = p.name
-            path = os.path.abspath(p) if broken_link else str(p.resolve())  # resolve() raises on a loop
-            tasks.append(VideoTask(path, p.relative_to(src).as_posix(), label, name, note))
-        if nested:
-            warnings.warn(f"{class_dirs[label]} has subfolders ({', '.join(nested[:5])}); only videos directly "
-                          f"in {label}/ are processed, move the others up to include them", stacklevel=2)
-    return tasks
+    return scan_dataset(src, layout, split_file)[1]
 
 
 def parse_shard(shard) -> tuple[int, int] | None:
@@ -130,7 +110,7 @@ def _init_worker() -> None:
 def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0):
     reason = "; ".join(r for r in (reason, task.note) if r)
     return {"video": task.video, "label": task.label, "status": status, "reason": reason, "frames": frames,
-            "filled": filled, "seconds": round(seconds, 3)}
+            "filled": filled, "seconds": round(seconds, 3), "group": task.group, "method": task.method}
 
 
 def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
@@ -168,7 +148,7 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
                 reason += f" (the previous {task.label}/{task.name} folder was removed)"
             return _row(task, res.status, reason, seconds=time.perf_counter() - t0)
         manifest = res.manifest()
-        manifest.update(video=task.video, label=task.label)
+        manifest.update(video=task.video, label=task.label, group=task.group, method=task.method)
         with atomic_dir(dest, overwrite=True) as tmp:
             for i, crop in enumerate(res.crops):
                 if not cv2.imwrite(str(tmp / f"frame_{i}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
@@ -191,7 +171,8 @@ def _clean_stale(out: Path, tasks: list[VideoTask]) -> int:
     """Remove temp/old folders of interrupted runs, only those of our own videos (other shards may be live)."""
     n = 0
     for t in tasks:
-        base = glob.escape(str(out / t.label / f".{t.name}"))
+        dest = out / t.label / t.name  # the name may hold '/': the temp folder sits beside the last part
+        base = glob.escape(str(dest.parent / f".{dest.name}"))
         for p in glob.glob(base + ".tmp-*") + glob.glob(base + ".old-*"):
             shutil.rmtree(p, ignore_errors=True)
             n += 1
@@ -263,16 +244,20 @@ def _pool_pass(tasks, order: list[int], fn, workers: int, record, initializer) -
 
 
 def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: PreprocessConfig | None = None,
-                       workers: int = 1, shard=None, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
+                       workers: int = 1, shard=None, overwrite: bool = False, progress: bool = True,
+                       layout: str | None = None, split_file=None) -> pd.DataFrame:
     """Extract face crops for every video of a dataset (stage 1).
 
-    Takes the dataset root (`real/`, `fake/`), the output root, a PreprocessConfig, the number of
+    Takes the dataset root (any layout of layouts.LAYOUTS, detected from the tree unless `layout` names
+    one; `split_file` an official split list), the output root, a PreprocessConfig, the number of
     worker processes, an optional shard ("K/N" or (K, N): this run does only its share, with no
     overlap between shards), `overwrite` (redo finished videos) and `progress` (bar + summary).
     Writes `<out>/<label>/<name>/frame_<i>.jpg` + `faces.json` per ok video and the report
     `<out>/preprocess_report.csv` (`preprocess_report_shard-K-of-N.csv` for a shard, so machines
-    sharing `out` do not overwrite each other's). Returns the report as a DataFrame.
-    Raises FileNotFoundError / ValueError for a missing dataset folder or bad arguments.
+    sharing `out` do not overwrite each other's), plus `<out>/layout.json` (the layout and what was
+    skipped) and `<out>/samples.csv` (every sample's group, method, original, official split; read by
+    `dfd labels`). Returns the report as a DataFrame.
+    Raises FileNotFoundError / ValueError (layouts.LayoutError) for a missing or unknown dataset tree.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -282,9 +267,10 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
         raise ValueError(f"workers must be >= 1, got {workers}")
     shard = parse_shard(shard)
     out = Path(out)
-    all_tasks = find_videos(src)
+    layout_name, all_tasks, problems, samples = scan_dataset(src, layout, split_file)
     tasks = [t for t in all_tasks if in_shard(t, shard)]
     ensure_writable(out)  # fail now, not after every video has been decoded in vain
+    _write_layout(out, src, layout_name, samples, problems, forced=layout is not None, progress=progress)
     _clean_stale(out, tasks)
     finished = [not overwrite and (out / t.label / t.name).is_dir() for t in tasks]
     todo = [t for t, f in zip(tasks, finished, strict=True) if not f]
@@ -317,6 +303,23 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     return report
 
 
+def _write_layout(out: Path, src, layout: str, samples: list, problems: list[str], forced: bool,
+                  progress: bool) -> None:
+    """OUT/layout.json + OUT/samples.csv (every shard writes the same content, atomically)."""
+    from .layouts import layout_report, samples_frame
+
+    report = layout_report(src, layout, samples, problems, forced)
+    with atomic_write(out / "layout.json") as f:
+        f.write(json.dumps(report, indent=1) + "\n")
+    write_csv(samples_frame(samples), out / "samples.csv")
+    if progress:
+        methods = ", ".join(f"{k} {v}" for k, v in report["methods"].items())
+        how = "given by --layout" if forced else "detected"
+        print(f"layout: {layout} ({how}): {len(samples)} videos in {report['groups']} groups ({methods})"
+              + (f", official split {report['official_split']}" if report["official_split"] else "")
+              + (f"; {len(problems)} problem(s) skipped, see {out / 'layout.json'}" if problems else ""))
+
+
 def _label_order(label: str) -> int:
     return CLASSES.index(label) if label in CLASSES else len(CLASSES)
 
@@ -346,10 +349,11 @@ _HELP = {
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser(
-        "preprocess", help="videos → face crops: SRC/{real,fake}/* → OUT/{real,fake}/<video>/frame_<i>.jpg",
+        "preprocess", help="videos → face crops: SRC (any known layout) → OUT/{real,fake}/<video>/frame_<i>.jpg",
         description="Sample frames, detect and track one face per video (MTCNN), save square crops. Rerunning "
                     "skips finished videos.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("src", help="dataset root with real/ and fake/ folders of videos")
+    p.add_argument("src", help="dataset root as downloaded: real/+fake/ folders, FaceForensics++, Celeb-DF, DFDC, "
+                               "or a manifest CSV (path,label[,group][,method])")
     p.add_argument("out", help="output root for the face crops")
     defaults = PreprocessConfig()
     for f in fields(PreprocessConfig):
@@ -359,13 +363,25 @@ def add_cli(subparsers) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each)")
     p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4")
     p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")
+    p.add_argument("--layout", default=None, choices=_layout_names(),
+                   help="dataset layout (default: detected from the folder tree)")
+    p.add_argument("--split-file", default=None, metavar="PATH",
+                   help="official split: FF++ train/val/test.json (or their folder), Celeb-DF "
+                        "List_of_testing_videos.txt (default: used when found in SRC)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cli)
+
+
+def _layout_names() -> list[str]:
+    from .layouts import LAYOUTS
+
+    return list(LAYOUTS)
 
 
 def _cli(args: argparse.Namespace) -> int:
     cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})
     report = preprocess_dataset(args.src, args.out, cfg, workers=args.workers, shard=args.shard,
-                                overwrite=args.overwrite, progress=not args.no_progress)
+                                overwrite=args.overwrite, progress=not args.no_progress, layout=args.layout,
+                                split_file=args.split_file)
     usable = report["status"].isin(["ok", "skipped_done"]).sum()
     return 0 if usable or report.empty else 1

@@ -81,8 +81,9 @@ def test_find_videos_errors_and_warnings(tmp_path):
         find_videos(tmp_path)
     (tmp_path / "real" / "part1").mkdir(parents=True)
     (tmp_path / "real" / "v.mov").write_bytes(b"x")
-    with pytest.warns(UserWarning, match=r"subfolders \(part1\)"):
-        assert [t.video for t in find_videos(tmp_path)] == ["real/v.mov"]  # fake/ may be missing
+    (tmp_path / "real" / "part1" / "v.mp4").write_bytes(b"x")  # subfolders are scanned, kept in the name
+    tasks = find_videos(tmp_path)  # fake/ may be missing
+    assert [(t.video, t.name) for t in tasks] == [("real/part1/v.mp4", "part1/v"), ("real/v.mov", "v")]
 
 
 def test_shards_split_without_overlap(dataset):
