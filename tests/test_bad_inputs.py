@@ -145,8 +145,9 @@ def bad_videos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def preprocessed(bad_videos, tmp_path_factory):
     out = tmp_path_factory.mktemp("bad_processed") / "processed"
-    with pytest.warns(UserWarning, match=r"has subfolders \(loop\); only videos directly in real/"):
-        report = preprocess_dataset(bad_videos, out, CFG, progress=False)  # the symlink loop: said, not walked
+    # real/ and fake/ are scanned recursively now; the folder symlink loop real/loop is not followed
+    report = preprocess_dataset(bad_videos, out, CFG, progress=False)
+    assert not any("loop/" in v for v in report["video"]), report["video"].tolist()
     return out, report
 
 
