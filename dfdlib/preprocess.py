@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .faces import PreprocessConfig
+from .layout_scan import CLASSES
 from .utils import atomic_dir, atomic_write, ensure_writable, write_csv
 
 if TYPE_CHECKING:
     import pandas as pd
 
-CLASSES = ("real", "fake")
 REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method"]
 
 
