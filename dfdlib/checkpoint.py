@@ -111,10 +111,16 @@ class _Checkpointing:
                 "dfdlib_version": dfdlib.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             save_model(self.run_dir / name, self.model, meta)
-            old = (self.best or {}).get("path")
-            if old and Path(old).name != name:
-                (self.run_dir / Path(old).name).unlink(missing_ok=True)
         return str(self.run_dir / name)
+
+    def _drop_replaced_best(self, replaced: str | None) -> None:
+        """Deletes the previous best model, only once last.pt names the new one.
+
+        Order of writes per improved epoch: new best model, history, last.pt, then this. A crash at any
+        point leaves last.pt naming a best model that exists (at worst an extra old file stays behind).
+        """
+        if self.main and replaced and Path(replaced).name != Path(self.best["path"]).name:
+            (self.run_dir / Path(replaced).name).unlink(missing_ok=True)
 
     def _write_history(self) -> None:
         if self.main:

@@ -111,6 +111,26 @@ class FaceResult:
         }
 
 
+def hide_gpus_from_tensorflow(tf, keep: bool = False) -> list:
+    """Keeps TensorFlow off the GPUs (MTCNN runs on the CPU), so it cannot reserve GPU memory beside torch.
+
+    TensorFlow maps nearly all of a GPU's memory when it first touches it; in `predict` or a notebook that
+    then trains, torch would run out. With `keep=True` (a detector asked for "GPU:0") the GPUs stay visible
+    with memory growth on instead. Only effective before TensorFlow initialises its devices; returns the
+    GPUs TensorFlow can still see.
+    """
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus and not keep:
+            tf.config.set_visible_devices([], "GPU")
+        elif gpus:
+            for gpu in gpus:
+                tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # devices already initialised in this process: leave them as they are
+        pass
+    return tf.config.get_visible_devices("GPU")
+
+
 class FaceDetector:
     """One MTCNN (TensorFlow) model, built once and reused for many frames and videos.
 
@@ -129,6 +149,7 @@ class FaceDetector:
         import tensorflow as tf
         from mtcnn import MTCNN
 
+        hide_gpus_from_tensorflow(tf, keep=device.upper().startswith("GPU"))
         if threads:
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(threads)

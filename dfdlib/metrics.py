@@ -94,6 +94,20 @@ def compute_metrics(y_true, prob_fake, threshold: float = 0.5) -> dict:
     return out
 
 
+def verdict_confidence(prob_fake: float, threshold: float = 0.5) -> float:
+    """How sure a verdict is, from 0.5 (prob_fake at the threshold) to 1.0 (prob_fake 0 or 1).
+
+    The raw probability of the chosen label misleads when the calibrated threshold is not 0.5: at
+    threshold 0.3, prob_fake 0.35 is a FAKE verdict whose "probability of the label" would read 35 %.
+    Here each side of the threshold is stretched linearly onto 0.5–1, so the confidence is always at
+    least 50 % for the label given and grows with the distance from the threshold.
+    """
+    p, t = float(prob_fake), min(max(float(threshold), 1e-6), 1 - 1e-6)
+    if p >= t:
+        return 0.5 + 0.5 * (p - t) / (1 - t)
+    return 0.5 + 0.5 * (t - p) / t
+
+
 def best_threshold(y_true, prob_fake) -> float:
     """Decision threshold maximising Youden's J (TPR - FPR), meant to be chosen on the validation split.
 

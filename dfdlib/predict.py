@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._lazy import lazy_getattr
+from .metrics import verdict_confidence
 from .video import VIDEO_EXTENSIONS  # the same files the preprocess stage treats as videos
 
 MODEL_EXTENSIONS = (".pt", ".pth")
@@ -35,7 +36,7 @@ __getattr__ = lazy_getattr(__name__, dict.fromkeys(
 class Prediction:
     video: str                        # the video path as given
     label: str | None = None          # "REAL" | "FAKE"; None when there is no verdict (see status)
-    confidence: float | None = None   # probability of the chosen label
+    confidence: float | None = None   # 0.5–1: how far prob_fake is past the threshold (metrics.verdict_confidence)
     prob_fake: float | None = None    # probability of FAKE (mean over ensemble members)
     frames_used: int = 0              # frames in the clip the model saw (sequence length)
     faces_found: int = 0              # sampled frames with a detected face (the rest were filled in)
@@ -236,7 +237,7 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
     first = next(iter(results.values()))
     pred.prob_fake = float(np.mean(probs))
     pred.label = "FAKE" if pred.prob_fake >= thr else "REAL"
-    pred.confidence = pred.prob_fake if pred.label == "FAKE" else 1.0 - pred.prob_fake
+    pred.confidence = verdict_confidence(pred.prob_fake, thr)
     pred.frames_used = int(first_clip.shape[0])
     pred.faces_found = int(sum(not f for f in first.filled))
     return finish(first_clip)
@@ -396,7 +397,8 @@ def _cli_predict(args) -> int:
                       args.explain, args.device)
     for r in df.itertuples():
         if r.status == "ok":
-            print(f"{r.label:<5} {100 * r.confidence:5.1f}%  prob_fake={r.prob_fake:.3f}  "
+            print(f"{r.label:<5} {100 * r.confidence:5.1f}% sure  prob_fake={r.prob_fake:.3f} "
+                  f"(threshold {r.threshold:.3f})  "
                   f"{r.frames_used}-frame clip, faces found in {r.faces_found} sampled frames  {r.video}")
         else:
             print(f"{'-':<5} {'':>6}  {r.status}: {r.reason}")

@@ -298,6 +298,7 @@ class _Trainer(_Checkpointing, _Setup):
                    "seconds": round(time.perf_counter() - t0, 3), "clips_per_s": round(clips_s, 2)}
             self.history.append(row)
             improved = self.best is None or self._score(row) > self.best["score"]
+            replaced = (self.best or {}).get("path") if improved else None
             if improved:
                 m = dict(m, epoch=row["epoch"])
                 thr = best_threshold(y, p)
@@ -315,6 +316,7 @@ class _Trainer(_Checkpointing, _Setup):
             with self._saving(epoch):
                 self._write_history()
                 self._save_last(epoch + 1, self.stopped)
+                self._drop_replaced_best(replaced)
             if self.stopped:
                 self.log(f"early stopping: no {cfg.monitor} improvement for {cfg.early_stopping} epochs")
         return self._finish()

@@ -204,3 +204,39 @@ def test_detector_is_reusable_object():
     assert isinstance(det, FaceDetector) and faces.default_detector() is det
     out = det.detect([np.full((120, 160, 3), 128, np.uint8)] * 2)  # a batch with no face in it
     assert len(out) == 2 and all(x.shape == (0, 5) for x in out)
+
+
+class _FakeTFConfig:
+    """Records what hide_gpus_from_tensorflow asks of tf.config, with two GPUs present."""
+
+    def __init__(self):
+        self.visible, self.growth = ["GPU:0", "GPU:1"], []
+        self.experimental = self
+
+    def list_physical_devices(self, kind):
+        return ["GPU:0", "GPU:1"] if kind == "GPU" else ["CPU:0"]
+
+    def set_visible_devices(self, devices, kind):
+        assert kind == "GPU"
+        self.visible = list(devices)
+
+    def get_visible_devices(self, kind):
+        return self.visible
+
+    def set_memory_growth(self, gpu, on):
+        self.growth.append((gpu, on))
+
+
+def test_tensorflow_is_kept_off_the_gpus_unless_the_detector_runs_there():
+    from types import SimpleNamespace
+
+    from dfdlib.faces import hide_gpus_from_tensorflow
+
+    tf = SimpleNamespace(config=_FakeTFConfig())
+    assert hide_gpus_from_tensorflow(tf) == [] and tf.config.growth == []
+    tf = SimpleNamespace(config=_FakeTFConfig())
+    assert hide_gpus_from_tensorflow(tf, keep=True) == ["GPU:0", "GPU:1"]
+    assert tf.config.growth == [("GPU:0", True), ("GPU:1", True)]
+    import tensorflow as real_tf  # on this CPU machine: no GPU, nothing to hide, no error
+
+    assert hide_gpus_from_tensorflow(real_tf) == []

@@ -8,6 +8,7 @@ says so in a marker file; the test then sends SIGKILL, reruns and compares with 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import errno
 import io
 import json
@@ -377,3 +378,41 @@ def test_predict_notebook_uses_the_temp_upload_folder():
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "FileUpload" in code
     assert "uploaded_video(" in code and '"uploads"' not in code
+
+
+def test_a_crash_while_saving_an_improved_epoch_leaves_last_pt_naming_a_best_model_that_exists(tmp_path, monkeypatch):
+    """Every epoch improves (with a new file name); the write of epoch 2's last.pt fails: the resume file
+    still names epoch 1's best model, which must not have been deleted yet, and resume finishes the run."""
+    from test_trainer import tiny_config
+
+    import dfdlib.metrics
+    from dfdlib import checkpoint
+    from dfdlib.trainer import train
+
+    real_metrics, calls = dfdlib.metrics.compute_metrics, [0]
+
+    def improving(y, p, threshold=0.5):  # validation accuracy 10 %, 20 %, ... → a new best name each epoch
+        m = real_metrics(y, p, threshold)
+        calls[0] += 1
+        return dict(m, accuracy=calls[0] / 10, roc_auc=calls[0] / 10)
+
+    monkeypatch.setattr(dfdlib.metrics, "compute_metrics", improving)
+    real_save_last = checkpoint._Checkpointing._save_last
+
+    def failing_save_last(self, epoch, stopped):
+        if epoch == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save_last(self, epoch, stopped)
+
+    monkeypatch.setattr(checkpoint._Checkpointing, "_save_last", failing_save_last)
+    cfg = tiny_config(make_tiny_processed(tmp_path / "processed"), tmp_path / "run", num_epochs=3)
+    with pytest.raises(OSError, match="rerun with resume=True"):
+        train(cfg)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1
+    assert (tmp_path / "run" / Path(last["best"]["path"]).name).exists()  # the model last.pt names is there
+
+    monkeypatch.setattr(checkpoint._Checkpointing, "_save_last", real_save_last)
+    result = train(dataclasses.replace(cfg, resume=True))
+    assert result.best_model_path.exists() and len(list((tmp_path / "run").glob("model_*.pt"))) <= 2
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 3

@@ -151,3 +151,20 @@ def test_format_metrics_table_levels():
     assert rows["F1-Score"].endswith("n/a") and "0.850" in rows["F1-Score"]
     assert "0.970" in rows["ROC-AUC"] and "5.0%" in rows["EER"]
     assert "10 (5 real, 5 fake)" in table
+
+
+def test_verdict_confidence_never_reads_below_half_for_the_label_given():
+    from dfdlib.metrics import verdict_confidence
+
+    # threshold 0.3: prob_fake 0.35 is a FAKE verdict; the old "probability of the label" said 35 %
+    assert verdict_confidence(0.35, 0.3) == pytest.approx(0.5 + 0.5 * 0.05 / 0.7)
+    assert verdict_confidence(0.3, 0.3) == pytest.approx(0.5)
+    assert verdict_confidence(1.0, 0.3) == pytest.approx(1.0) and verdict_confidence(0.0, 0.3) == pytest.approx(1.0)
+    # threshold 0.7: prob_fake 0.6 is REAL, a little sure
+    assert verdict_confidence(0.6, 0.7) == pytest.approx(0.5 + 0.5 * 0.1 / 0.7)
+    # at threshold 0.5 it is the probability of the chosen label
+    for p in (0.0, 0.2, 0.5, 0.81, 1.0):
+        assert verdict_confidence(p, 0.5) == pytest.approx(max(p, 1 - p))
+    # grows with the distance from the threshold on each side
+    grid = np.linspace(0.3, 1.0, 15)
+    assert np.all(np.diff([verdict_confidence(p, 0.3) for p in grid]) > 0)
