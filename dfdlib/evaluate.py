@@ -115,6 +115,26 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
     return metrics
 
 
+def calibrate_threshold(model, labels_csv, processed_root, split: str = "val", batch_size: int = 8,
+                        sequence_length=None, progress: bool = True, device: str = "auto"):
+    """Chooses a model's (or Ensemble's) threshold on a labelled split and stores it in `model.meta`.
+
+    For an Ensemble this is the threshold of its averaged scores (Youden's J, metrics.best_threshold),
+    which the mean of its members' thresholds is not. Returns the model, with meta["threshold"] and
+    meta["threshold_source"] set; predict_video then uses it. Raises ValueError for a missing split.
+    """
+    from .metrics import best_threshold
+
+    model = _as_model(model, device)
+    labels = labels_csv if isinstance(labels_csv, pd.DataFrame) else pd.read_csv(labels_csv, dtype={"filename": str})
+    source = "labels" if isinstance(labels_csv, pd.DataFrame) else str(labels_csv)
+    _, y, p, _, _ = _ensemble_scores(_members(model), _rows_of(labels, split, source), processed_root,
+                                     _sequence_length(model.meta, sequence_length), batch_size, progress)
+    model.meta["threshold"] = best_threshold(y, p)
+    model.meta["threshold_source"] = f"calibrated on {source} split={split} ({len(y)} clips)"
+    return model
+
+
 # --- CLI -----------------------------------------------------------------------------------------
 
 def _cli_evaluate(args) -> int:

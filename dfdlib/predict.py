@@ -54,7 +54,8 @@ class Ensemble:
 
     Takes models from load_model and/or paths. Members keep their own preprocessing and image size;
     the sequence length is the first member's (a warning says so when they differ). `.meta` is the
-    first member's meta with `threshold` = mean of the members' thresholds and `members` = their paths.
+    first member's meta with `members` = their paths and `threshold` = the mean of the members' thresholds,
+    marked uncalibrated in `threshold_source` until `calibrate_threshold` chooses one on validation data.
     """
 
     def __init__(self, models_or_paths, device: str = "auto"):
@@ -67,7 +68,12 @@ class Ensemble:
             warnings.warn(f"ensemble members were trained with sequence lengths {seqs}; all use {seqs[0]} "
                           "(the first); pass sequence_length= to choose", stacklevel=2)
         self.meta = dict(self.members[0].meta)
+        # Averaging probabilities moves their distribution: the members' thresholds do not carry over.
+        # Until calibrate_threshold() runs on validation data, the mean of theirs is used and said to be so.
         self.meta["threshold"] = float(np.mean([_threshold(m.meta) for m in self.members]))
+        self.meta["threshold_source"] = ("uncalibrated: mean of the members' thresholds (run "
+                                         "dfdlib.calibrate_threshold(ensemble, labels_csv, processed_root) "
+                                         "to choose one on the averaged validation scores)")
         self.meta["members"] = [str(m.meta.get("path", f"member {i}")) for i, m in enumerate(self.members)]
 
     def __len__(self) -> int:

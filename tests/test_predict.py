@@ -158,6 +158,22 @@ def test_ensemble_is_the_mean_of_its_members(model_paths, sample_dir, detector):
     assert predict_video(list(model_paths), video, detector=detector).prob_fake == pytest.approx(pred.prob_fake)
 
 
+def test_an_ensemble_threshold_is_calibrated_on_its_averaged_validation_scores(model_paths, processed_dir,
+                                                                              labels_csv):
+    from dfdlib.evaluate import _ensemble_scores
+    from dfdlib.metrics import best_threshold
+
+    ens = Ensemble(model_paths)
+    assert ens.meta["threshold"] == pytest.approx(0.4) and ens.meta["threshold_source"].startswith("uncalibrated")
+    from dfdlib import calibrate_threshold
+
+    assert calibrate_threshold(ens, labels_csv, processed_dir, progress=False) is ens
+    rows = pd.read_csv(labels_csv, dtype={"filename": str}).query("split == 'val'").reset_index(drop=True)
+    _, y, p, _, _ = _ensemble_scores(ens.members, rows, processed_dir, SEQ, 8, False)
+    assert ens.meta["threshold"] == pytest.approx(best_threshold(y, p))
+    assert "calibrated on" in ens.meta["threshold_source"] and "split=val" in ens.meta["threshold_source"]
+
+
 def test_ensemble_with_different_sequence_lengths_warns(model_paths, tmp_path):
     m2 = load_model(model_paths[1])
     m2.meta["sequence_length"] = 16
