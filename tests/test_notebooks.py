@@ -221,7 +221,10 @@ def test_training_notebook_writes_model_metrics_and_plots(trained):
     assert meta["sequence_length"] == 6 and meta["image_size"] == 64 and meta["train"]["backbone"] == "tiny"
     assert meta["train"]["hidden_dim"] == 32 and meta["train"]["num_epochs"] == 1
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test"]["n"] >= 1 and 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    test, cm = metrics["test"], metrics["test"]["confusion_matrix"]
+    assert test["n"] >= 1 and sum(map(sum, cm)) == test["n"]
+    assert test["accuracy"] == pytest.approx((cm[0][0] + cm[1][1]) / test["n"])  # consistent with its matrix
+    assert metrics["model"] == models[0].name and metrics["best_epoch"] == 1
     assert len((run / "history.csv").read_text().strip().splitlines()) == 2  # header + 1 epoch
     assert all((run / "plots" / f"{p}.png").is_file() for p in ("curves", "confusion", "roc"))
     out = texts(nb)

@@ -230,7 +230,12 @@ def test_evaluate_model_writes_metrics_and_plots(model, labels_csv, processed_di
                        threshold="val", progress=False)
     labels = pd.read_csv(labels_csv)
     assert m["n"] == (labels["split"] == "test").sum() and m["split"] == "test"
-    assert m["threshold_source"] == "val" and 0.0 <= m["threshold"] <= 1.0
+    from dfdlib.evaluate import _ensemble_scores
+    from dfdlib.metrics import best_threshold
+
+    val = labels.query("split == 'val'").reset_index(drop=True)
+    _, yv, pv, _, _ = _ensemble_scores([model], val, processed_dir, SEQ, 8, False)
+    assert m["threshold_source"] == "val" and m["threshold"] == pytest.approx(best_threshold(yv, pv))
     for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "log_loss",
                 "confusion_matrix"):
         assert key in m
@@ -268,6 +273,9 @@ def test_cli_predict_explain_and_evaluate(model_paths, sample_dir, labels_csv, p
     assert cli.main(["evaluate", str(model_paths[0]), "--csv", str(labels_csv), "--data", str(processed_dir),
                      "--threshold", "0.5", "--out", str(tmp_path / "ev"), "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "Accuracy" in text and "excellent" in text and (tmp_path / "ev" / "metrics.json").is_file()
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    accuracy_row = next(line for line in text.splitlines() if line.startswith("Accuracy"))
+    assert f"{100 * ev['accuracy']:5.1f}%" in accuracy_row  # the table prints what metrics.json holds
+    assert f"threshold {ev['threshold']:.3f}" in text and ev["threshold"] == 0.5 and ev["threshold_source"] == "given"
     assert cli.main(["predict", str(video)]) == 1  # no model and no --sequence-length: a clear error
     assert "no model file" in capsys.readouterr().err
