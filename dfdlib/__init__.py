@@ -34,7 +34,7 @@ _API = {
     "TrainConfig": "trainer", "TrainResult": "trainer", "train": "trainer",
     # stage 4: predict / evaluate
     "Prediction": "predict", "predict_video": "predict", "predict_folder": "predict",
-    "evaluate_model": "evaluate", "calibrate_threshold": "evaluate", "Ensemble": "predict", "predict_many": "predict", "uploaded_video": "predict",
+    "evaluate_model": "evaluate", "calibrate_threshold": "evaluate", "Ensemble": "ensemble", "predict_many": "predict", "uploaded_video": "predict",
     "list_models": "registry", "best_model": "registry",
     "grad_cam": "explain", "save_cam_overlays": "explain",
     "run_demo": "demo",

@@ -2,7 +2,7 @@
 
 Owns `evaluate_model` and `dfd evaluate`. It reads the face frames the preprocess stage wrote through
 `data.FaceSequenceDataset` (evaluation transforms); loading models and ensembles, their thresholds and
-sequence lengths, and the atomic CSV write are shared with `predict.py`.
+sequence lengths come from ensemble.py, as for `predict.py`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .predict import _as_model, _members, _sequence_length, _threshold, _write_csv
+from .ensemble import as_model, members_of, sequence_length_of, threshold_of
+from .utils import write_csv
 
 
 def _split_scores(member, rows: pd.DataFrame, processed_root, seq: int, batch_size: int, progress: bool):
@@ -81,9 +82,9 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
         raise ValueError(f"batch_size must be >= 1 (clips per forward pass), got {batch_size}")
     if out_dir is not None:
         ensure_writable(out_dir, "evaluation output folder")
-    model = _as_model(model, device)
-    members = _members(model)
-    seq = _sequence_length(model.meta, sequence_length)
+    model = as_model(model, device)
+    members = members_of(model)
+    seq = sequence_length_of(model.meta, sequence_length)
     labels = labels_csv if isinstance(labels_csv, pd.DataFrame) else pd.read_csv(labels_csv, dtype={"filename": str})
     source = "labels" if isinstance(labels_csv, pd.DataFrame) else str(labels_csv)
     names, y, p, skipped, padded = _ensemble_scores(members, _rows_of(labels, split, source), processed_root,
@@ -95,9 +96,9 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
             thr = best_threshold(yv, pv)
             thr_source = "val" if split != "val" else "val (chosen on the split evaluated: optimistic)"
         else:
-            thr, thr_source = _threshold(model.meta), "model file (no val split to calibrate on)"
+            thr, thr_source = threshold_of(model.meta), "model file (no val split to calibrate on)"
     elif threshold is None:
-        thr, thr_source = _threshold(model.meta), "model file"
+        thr, thr_source = threshold_of(model.meta), "model file"
     else:
         thr, thr_source = float(threshold), "given"
     metrics = compute_metrics(y, p, thr)
@@ -108,7 +109,7 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
         out = Path(out_dir)
         with atomic_write(out / "metrics.json") as f:
             json.dump(metrics, f, indent=2)
-        _write_csv(pd.DataFrame({"filename": names, "label": y, "prob_fake": p,
+        write_csv(pd.DataFrame({"filename": names, "label": y, "prob_fake": p,
                                  "predicted": (p >= thr).astype(int)}), out / "predictions.csv")
         plot_confusion(metrics["confusion_matrix"], out / "confusion.png")
         plot_roc(y, p, out / "roc.png")
@@ -125,11 +126,11 @@ def calibrate_threshold(model, labels_csv, processed_root, split: str = "val", b
     """
     from .metrics import best_threshold
 
-    model = _as_model(model, device)
+    model = as_model(model, device)
     labels = labels_csv if isinstance(labels_csv, pd.DataFrame) else pd.read_csv(labels_csv, dtype={"filename": str})
     source = "labels" if isinstance(labels_csv, pd.DataFrame) else str(labels_csv)
-    _, y, p, _, _ = _ensemble_scores(_members(model), _rows_of(labels, split, source), processed_root,
-                                     _sequence_length(model.meta, sequence_length), batch_size, progress)
+    _, y, p, _, _ = _ensemble_scores(members_of(model), _rows_of(labels, split, source), processed_root,
+                                     sequence_length_of(model.meta, sequence_length), batch_size, progress)
     model.meta["threshold"] = best_threshold(y, p)
     model.meta["threshold_source"] = f"calibrated on {source} split={split} ({len(y)} clips)"
     return model
@@ -142,7 +143,7 @@ def _cli_evaluate(args) -> int:
 
     thr = args.threshold
     thr = None if thr in ("model", "file") else thr if thr == "val" else float(thr)
-    model = _as_model(args.models if len(args.models) > 1 else args.models[0], args.device)
+    model = as_model(args.models if len(args.models) > 1 else args.models[0], args.device)
     metrics = evaluate_model(model, args.csv, args.data, split=None if args.split == "all" else args.split,
                              out_dir=args.out, threshold=thr, batch_size=args.batch_size,
                              sequence_length=args.sequence_length, progress=not args.no_progress)

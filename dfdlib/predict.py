@@ -1,5 +1,5 @@
 """Stage 4: verdicts for new videos (one, a folder, an ensemble); evaluation on a labelled split is in
-evaluate.py (`evaluate_model` stays importable from here).
+evaluate.py, loading models and ensembles in ensemble.py.
 
 Prediction repeats training's preprocessing exactly, read from the model file's metadata: the same
 PreprocessConfig (frames, sampler, detector thresholds, margin, crop size, JPEG quality) through the same
@@ -19,18 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._lazy import lazy_getattr
+from .ensemble import Ensemble, as_model, members_of, sequence_length_of, threshold_of
 from .metrics import verdict_confidence
+from .utils import write_csv
 from .video import VIDEO_EXTENSIONS  # the same files the preprocess stage treats as videos
 
 MODEL_EXTENSIONS = (".pt", ".pth")
 _warned: set[str] = set()
-
-# Names that moved to evaluate.py, still importable from here. Resolved lazily (PEP 562) because
-# evaluate.py imports this module's helpers: an eager import would be circular.
-__getattr__ = lazy_getattr(__name__, dict.fromkeys(
-    ("evaluate_model", "_split_scores", "_rows_of", "_ensemble_scores", "_cli_evaluate"), "evaluate"))
-
 
 @dataclass
 class Prediction:
@@ -49,40 +44,6 @@ class Prediction:
         return asdict(self)
 
 
-class Ensemble:
-    """Several model files used as one: prob_fake is the mean of the members' probabilities.
-
-    Takes models from load_model and/or paths. Members keep their own preprocessing and image size;
-    the sequence length is the first member's (a warning says so when they differ). `.meta` is the
-    first member's meta with `members` = their paths and `threshold` = the mean of the members' thresholds,
-    marked uncalibrated in `threshold_source` until `calibrate_threshold` chooses one on validation data.
-    """
-
-    def __init__(self, models_or_paths, device: str = "auto"):
-        items = list(models_or_paths)
-        if not items:
-            raise ValueError("an Ensemble needs at least one model (file paths or loaded models)")
-        self.members = [_as_model(m, device) for m in items]
-        seqs = [m.meta.get("sequence_length") for m in self.members]
-        if len(set(seqs)) > 1:
-            warnings.warn(f"ensemble members were trained with sequence lengths {seqs}; all use {seqs[0]} "
-                          "(the first); pass sequence_length= to choose", stacklevel=2)
-        self.meta = dict(self.members[0].meta)
-        # Averaging probabilities moves their distribution: the members' thresholds do not carry over.
-        # Until calibrate_threshold() runs on validation data, the mean of theirs is used and said to be so.
-        self.meta["threshold"] = float(np.mean([_threshold(m.meta) for m in self.members]))
-        self.meta["threshold_source"] = ("uncalibrated: mean of the members' thresholds (run "
-                                         "dfdlib.calibrate_threshold(ensemble, labels_csv, processed_root) "
-                                         "to choose one on the averaged validation scores)")
-        self.meta["members"] = [str(m.meta.get("path", f"member {i}")) for i, m in enumerate(self.members)]
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    def __repr__(self) -> str:
-        return f"Ensemble({self.meta['members']})"
-
-
 def _detector(detector=None):
     """The given FaceDetector, or the process-wide one.
 
@@ -94,42 +55,6 @@ def _detector(detector=None):
     from .faces import default_detector
 
     return detector or default_detector()
-
-
-def _as_model(model, device: str = "auto"):
-    """A loaded model (or Ensemble) from a model, a path, or a list of paths/models."""
-    if isinstance(model, (str, Path)):
-        from .model import load_model
-
-        loaded = load_model(model, device=device)
-        loaded.meta.setdefault("path", str(model))
-        return loaded
-    if isinstance(model, (list, tuple)):
-        return _as_model(model[0], device) if len(model) == 1 else Ensemble(model, device)
-    if not hasattr(model, "meta"):
-        raise TypeError(f"expected a model from dfdlib.load_model, a model file path or an Ensemble, "
-                        f"got {type(model).__name__}")
-    return model
-
-
-def _members(model) -> list:
-    return model.members if isinstance(model, Ensemble) else [model]
-
-
-def _threshold(meta: dict) -> float:
-    value = meta.get("threshold")
-    return 0.5 if value is None else float(value)
-
-
-def _sequence_length(meta: dict, sequence_length: int | None) -> int:
-    if sequence_length is not None and int(sequence_length) < 1:
-        raise ValueError(f"sequence_length must be >= 1 (frames per clip), got {sequence_length}; leave it unset "
-                         "to use the model's")
-    seq = sequence_length or meta.get("sequence_length")
-    if not seq:
-        raise ValueError(f"the model file {meta.get('path', '')} does not record its sequence length; pass "
-                         "sequence_length= (or --sequence-length) with the value it was trained with")
-    return int(seq)
 
 
 def preprocess_config_for(meta: dict, sequence_length: int):
@@ -203,10 +128,10 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
     Bad videos are reported in `status`/`reason`, not raised.
     """
     t0 = time.perf_counter()
-    model = _as_model(model, device)
-    members = _members(model)
-    seq = _sequence_length(model.meta, sequence_length)
-    thr = _threshold(model.meta) if threshold is None else float(threshold)
+    model = as_model(model, device)
+    members = members_of(model)
+    seq = sequence_length_of(model.meta, sequence_length)
+    thr = threshold_of(model.meta) if threshold is None else float(threshold)
     path = Path(video_path)
     pred = Prediction(video=str(video_path), threshold=thr)
 
@@ -313,8 +238,8 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
     """
     from tqdm.auto import tqdm
 
-    model = _as_model(model, device)
-    _sequence_length(model.meta, sequence_length)  # a bad setting fails once, not once per video
+    model = as_model(model, device)
+    sequence_length_of(model.meta, sequence_length)  # a bad setting fails once, not once per video
     detector = _detector()
     names = [str(v) for v in videos] if names is None else list(names)
     rows = []
@@ -325,7 +250,7 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
             if explain_dir is not None and pred.status == "ok":
                 from .explain import grad_cam, save_cam_overlays
 
-                cam = grad_cam(_members(model)[0], clip, target="pred")
+                cam = grad_cam(members_of(model)[0], clip, target="pred")
                 save_cam_overlays(clip, cam, Path(explain_dir) / name.replace("/", "__").rsplit(".", 1)[0])
         except Exception as e:  # noqa: BLE001 - one bad video must not stop the batch
             pred = Prediction(video=str(video), status="error", reason=f"{video}: {type(e).__name__}: {e}")
@@ -335,12 +260,6 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
     cols = ["video", "label", "confidence", "prob_fake", "status", "reason", "frames_used", "faces_found",
             "threshold", "seconds"]
     return pd.DataFrame(rows, columns=cols)
-
-
-def _write_csv(df: pd.DataFrame, path) -> None:
-    from .utils import write_csv
-
-    write_csv(df, path)
 
 
 def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress: bool = True,
@@ -363,7 +282,7 @@ def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress
     names = [v.name if folder.is_file() else v.relative_to(folder).as_posix() for v in videos]
     df = predict_many(model, videos, names, sequence_length, threshold, progress, explain_dir, device)
     if out_csv is not None:
-        _write_csv(df, out_csv)
+        write_csv(df, out_csv)
     return df
 
 
@@ -396,7 +315,7 @@ def _cli_predict(args) -> int:
         from .utils import ensure_writable
 
         ensure_writable(Path(args.out).parent, "folder of the predictions CSV (--out)")
-    model = _as_model(models if len(models) > 1 else models[0], args.device)
+    model = as_model(models if len(models) > 1 else models[0], args.device)
     if args.explain and isinstance(model, Ensemble):
         print("note: Grad-CAM maps are computed for the first ensemble member")
     df = predict_many(model, videos, names, args.sequence_length, args.threshold, not args.no_progress,
@@ -409,7 +328,7 @@ def _cli_predict(args) -> int:
         else:
             print(f"{'-':<5} {'':>6}  {r.status}: {r.reason}")
     if args.out:
-        _write_csv(df, args.out)
+        write_csv(df, args.out)
         print(f"predictions written to {args.out}")
     if args.explain:
         print(f"Grad-CAM overlays written to {args.explain}/")

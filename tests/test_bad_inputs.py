@@ -21,10 +21,11 @@ import torch
 from test_video import _photo, set_rotation, write_video
 
 from dfdlib import cli
+from dfdlib.evaluate import evaluate_model
 from dfdlib.faces import PreprocessConfig
 from dfdlib.labels import LabelsError, from_folders, validate_labels, write_labels
 from dfdlib.model import ResNeXtLSTM, load_model, save_model
-from dfdlib.predict import evaluate_model, predict_folder, predict_video
+from dfdlib.predict import predict_folder, predict_video
 from dfdlib.preprocess import preprocess_dataset
 from dfdlib.registry import list_models
 from dfdlib.trainer import TrainConfig, train

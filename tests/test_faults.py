@@ -258,8 +258,7 @@ def _writers(tmp_path):
     """name → (path, write(version)) for each kind of file the pipeline writes through atomic_write."""
     from dfdlib.labels import write_labels
     from dfdlib.model import ResNeXtLSTM, save_model
-    from dfdlib.predict import _write_csv
-    from dfdlib.utils import atomic_write
+    from dfdlib.utils import atomic_write, write_csv
 
     def labels(v):
         write_labels(pd.DataFrame({"filename": [f"real/v{i}" for i in range(50)], "label": v % 2}), tmp_path / "l.csv")
@@ -269,7 +268,7 @@ def _writers(tmp_path):
         save_model(tmp_path / "m.pt", ResNeXtLSTM(backbone="tiny", hidden_dim=8), {"sequence_length": v})
 
     def predictions(v):
-        _write_csv(pd.DataFrame({"video": [f"v{i}.mp4" for i in range(50)], "prob_fake": v / 10}), tmp_path / "p.csv")
+        write_csv(pd.DataFrame({"video": [f"v{i}.mp4" for i in range(50)], "prob_fake": v / 10}), tmp_path / "p.csv")
 
     def metrics(v):
         with atomic_write(tmp_path / "metrics.json") as f:

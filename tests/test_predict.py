@@ -15,12 +15,12 @@ import torchvision  # noqa: F401  before conftest's preprocess loads TensorFlow 
 
 from dfdlib import cli
 from dfdlib.data import FaceSequenceDataset
+from dfdlib.ensemble import Ensemble
+from dfdlib.evaluate import evaluate_model
 from dfdlib.faces import PreprocessConfig, default_detector
 from dfdlib.model import ResNeXtLSTM, load_model, save_model
 from dfdlib.predict import (
-    Ensemble,
     Prediction,
-    evaluate_model,
     predict_folder,
     predict_video,
     preprocess_config_for,
