@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .video import sample_indices
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SAMPLING = ("even", "first")
@@ -56,7 +58,8 @@ def _normalise_only():
 def select_indices(n_available: int, sequence_length: int, sampling: str = "even") -> tuple[list[int], bool]:
     """Positions (into the sorted frames) for a clip, and whether it had to be padded.
 
-    "even" spreads `sequence_length` positions over all available frames, "first" takes the first ones;
+    "even" spreads `sequence_length` positions over all available frames (video.sample_indices: the
+    middle of each of t equal segments), "first" takes the first ones;
     a short folder gives all its frames followed by the last one repeated.
     """
     if sampling not in SAMPLING:
@@ -68,7 +71,7 @@ def select_indices(n_available: int, sequence_length: int, sampling: str = "even
         return list(range(n)) + [n - 1] * (t - n), True
     if sampling == "first":
         return list(range(t)), False
-    return [int(i) for i in np.linspace(0, n - 1, t).round()], False
+    return sample_indices(n, t, "even"), False  # the rule preprocessing samples videos with
 
 
 def _frame_numbers(folder: Path) -> list[int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .data import IMAGENET_MEAN, IMAGENET_STD
 from .utils import atomic_write
 
 MODEL_FORMAT = "dfdlib-model/1"
@@ -180,15 +181,13 @@ class ResNeXtLSTM(_ClipClassifier):
 
 
 # The original fed OpenCV's BGR frames through RGB ImageNet statistics; legacy models expect exactly that.
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
 
 
 def _rgb_to_legacy_input(x: torch.Tensor) -> torch.Tensor:
     """RGB-normalised clips → what the original model saw: BGR pixels normalised with the RGB mean/std."""
     shape = (1,) * (x.ndim - 3) + (3, 1, 1)
-    mean = torch.tensor(_MEAN, device=x.device, dtype=x.dtype).view(shape)
-    std = torch.tensor(_STD, device=x.device, dtype=x.dtype).view(shape)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(shape)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(shape)
     return ((x * std + mean).flip(-3) - mean) / std
 
 

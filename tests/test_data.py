@@ -19,6 +19,7 @@ from dfdlib.data import (
     frames_to_clip,
     read_clip,
 )
+from dfdlib.video import sample_indices
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -68,7 +69,8 @@ def test_frame_order_is_numeric(tmp_path):
 
 def test_even_and_first_sampling(tmp_path):
     folder = write_frames(tmp_path / "v", 12)
-    assert grey_levels(read_clip(folder, 4)[0]) == [0, 4, 7, 11]
+    # "even": the middle frame of each of 4 equal segments, the rule video.sample_indices samples videos with
+    assert grey_levels(read_clip(folder, 4)[0]) == [1, 4, 7, 10] == sample_indices(12, 4, "even")
     assert grey_levels(read_clip(folder, 4, sampling="first")[0]) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="sampling"):
         read_clip(folder, 4, sampling="random")
