@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import _RESUME_FREE, LAST_FORMAT, _Checkpointing  # noqa: F401
+from .config import add_dataclass_flags, opt
 from .train_setup import _rank_info, _SeededDataset, _SeededIndices, _Setup, _WeightedShards  # noqa: F401
 
 _CHOICES = {
@@ -38,43 +39,44 @@ _CHOICES = {
 
 @dataclass
 class TrainConfig:
-    dataset_path: str = "data/processed"      # processed root: <root>/<real|fake>/<video>/frame_<i>.jpg
-    csv_file: str = "labels/labels.csv"       # labels CSV: filename,label[,split,...] (split made if absent)
-    out_dir: str = "runs/train"               # run folder: model file, last.pt, history.csv, metrics.json, plots/
-    sequence_length: int = 20                 # frames per clip (the guide: 10, 20 or 100)
-    batch_size: int = 4                       # clips per step per process (the guide's default)
-    learning_rate: float = 1e-4               # peak AdamW learning rate
-    num_epochs: int = 50                      # upper bound; early stopping may end sooner
-    device: str = "auto"                      # "auto" = cuda > mps > cpu; or "cuda", "cuda:1", "cpu"
-    weight_decay: float = 1e-4                # AdamW decoupled weight decay
-    num_workers: int = 2                      # DataLoader worker processes (0 = load in the main process)
-    seed: int = 42                            # seeds init, split (if made here), sampler, augmentation, dropout
-    loss: str = "ce"                          # "ce": 2 logits + cross-entropy; "bce": 1 logit + BCE-with-logits
-    balance: str = "weighted"                 # class imbalance: "weighted" loss, balanced "sampler", or "none"
-    grad_accum: int = 1                       # micro-batches per optimizer step (effective batch = batch*accum)
-    amp: str = "auto"                         # "auto" = bf16 if the GPU has it else fp16, off on CPU; "bf16"|"fp16"|"off"
-    channels_last: bool = True                # NHWC convolutions on CUDA (faster with AMP); ignored on CPU
-    lr_schedule: str = "cosine"               # per-step schedule: "cosine" (after warm-up), "onecycle", "none"
-    warmup_epochs: int = 1                    # linear warm-up length for "cosine" / ramp length for "onecycle"
-    grad_clip: float = 1.0                    # max gradient norm (0 = no clipping); LSTMs can spike
-    early_stopping: int = 10                  # stop after this many epochs without improvement (0 = off)
-    monitor: str = "val_auc"                  # best-model metric: "val_auc" (ties → lower val loss) or "val_loss"
-    backbone: str = "resnext50_32x4d"         # frame CNN: "resnext50_32x4d", "resnet18" or "tiny" (tests, CPU demo)
-    weights: str | None = "imagenet"          # backbone init: None, "imagenet" (torch cache) or a .pth path
-    hidden_dim: int = 2048                    # LSTM hidden size
-    lstm_layers: int = 1                      # stacked LSTM layers
-    bidirectional: bool = False               # bidirectional LSTM
-    dropout: float = 0.4                      # dropout before the classifier
-    image_size: int = 224                     # crops are resized to image_size x image_size
-    sampling: str = "even"                    # which frames form a clip: "even" spread or the "first" N
-    augment: bool = True                      # train-time augmentation (flip, crop, jitter, rotation, JPEG/blur)
-    cache: bool = True                        # keep decoded uint8 clips in memory: no JPEG decoding after epoch 1
-    resume: bool = False                      # continue from <out_dir>/last.pt (exactly, see module docstring)
-    deterministic: bool = False               # deterministic kernels (slower); exact-resume tests use it
-    max_steps_per_epoch: int | None = None    # cap optimizer steps per epoch (smoke runs); None = full epoch
-    show_progress: bool = True                # tqdm bar per epoch
-    freeze_backbone_epochs: int = 0           # train only LSTM + head for the first N epochs (small datasets)
-    fakes: str = "none"                       # train-split fakes: "none", "self-blend" (real clips + their self-blends, dfdlib.selfblend), "mixed" (the split's fakes too)
+    dataset_path: str = opt("data/processed", "processed root: <root>/<real|fake>/<video>/frame_<i>.jpg")
+    csv_file: str = opt("labels/labels.csv", "labels CSV: filename,label[,split,...] (split made if absent)")
+    out_dir: str = opt("runs/train", "run folder: model file, last.pt, history.csv, metrics.json, plots/")
+    sequence_length: int = opt(20, "frames per clip (the guide: 10, 20 or 100)")
+    batch_size: int = opt(4, "clips per step per process (the guide's default)")
+    learning_rate: float = opt(1e-4, "peak AdamW learning rate")
+    num_epochs: int = opt(50, "upper bound; early stopping may end sooner")
+    device: str = opt("auto", '"auto" = cuda > mps > cpu; or "cuda", "cuda:1", "cpu"')
+    weight_decay: float = opt(1e-4, "AdamW decoupled weight decay")
+    num_workers: int = opt(2, "DataLoader worker processes (0 = load in the main process)")
+    seed: int = opt(42, "seeds init, split (if made here), sampler, augmentation, dropout")
+    loss: str = opt("ce", '"ce": 2 logits + cross-entropy; "bce": 1 logit + BCE-with-logits')
+    balance: str = opt("weighted", 'class imbalance: "weighted" loss, balanced "sampler", or "none"')
+    grad_accum: int = opt(1, "micro-batches per optimizer step (effective batch = batch*accum)")
+    amp: str = opt("auto", '"auto" = bf16 if the GPU has it else fp16, off on CPU; "bf16"|"fp16"|"off"')
+    channels_last: bool = opt(True, "NHWC convolutions on CUDA (faster with AMP); ignored on CPU")
+    lr_schedule: str = opt("cosine", 'per-step schedule: "cosine" (after warm-up), "onecycle", "none"')
+    warmup_epochs: int = opt(1, 'linear warm-up length for "cosine" / ramp length for "onecycle"')
+    grad_clip: float = opt(1.0, "max gradient norm (0 = no clipping); LSTMs can spike")
+    early_stopping: int = opt(10, "stop after this many epochs without improvement (0 = off)")
+    monitor: str = opt("val_auc", 'best-model metric: "val_auc" (ties → lower val loss) or "val_loss"')
+    backbone: str = opt("resnext50_32x4d", 'frame CNN: "resnext50_32x4d", "resnet18" or "tiny" (tests, CPU demo)')
+    weights: str | None = opt("imagenet", 'backbone init: None, "imagenet" (torch cache) or a .pth path')
+    hidden_dim: int = opt(2048, "LSTM hidden size")
+    lstm_layers: int = opt(1, "stacked LSTM layers")
+    bidirectional: bool = opt(False, "bidirectional LSTM")
+    dropout: float = opt(0.4, "dropout before the classifier")
+    image_size: int = opt(224, "crops are resized to image_size x image_size")
+    sampling: str = opt("even", 'which frames form a clip: "even" spread or the "first" N')
+    augment: bool = opt(True, "train-time augmentation (flip, crop, jitter, rotation, JPEG/blur)")
+    cache: bool = opt(True, "keep decoded uint8 clips in memory: no JPEG decoding after epoch 1")
+    resume: bool = opt(False, "continue from <out_dir>/last.pt (exactly, see module docstring)")
+    deterministic: bool = opt(False, "deterministic kernels (slower); exact-resume tests use it")
+    max_steps_per_epoch: int | None = opt(None, "cap optimizer steps per epoch (smoke runs); None = full epoch")
+    show_progress: bool = opt(True, "tqdm bar per epoch")
+    freeze_backbone_epochs: int = opt(0, "train only LSTM + head for the first N epochs (small datasets)")
+    fakes: str = opt("none", 'train-split fakes: "none", "self-blend" (real clips + their self-blends, '
+                             'dfdlib.selfblend), "mixed" (the split\'s fakes too)')
 
     def __post_init__(self):
         for k, v in dataclasses.asdict(self).items():
@@ -317,6 +319,8 @@ class _Trainer(_Checkpointing, _Setup):
                 self._write_history()
                 self._save_last(epoch + 1, self.stopped)
                 self._drop_replaced_best(replaced)
+            if self.main and getattr(self, "on_epoch", None) is not None:
+                self.on_epoch(list(self.history))
             if self.stopped:
                 self.log(f"early stopping: no {cfg.monitor} improvement for {cfg.early_stopping} epochs")
         return self._finish()
@@ -366,10 +370,12 @@ class _Trainer(_Checkpointing, _Setup):
                            test_metrics=test, val_metrics=self.best["metrics"], run_dir=self.run_dir, threshold=thr)
 
 
-def train(config: TrainConfig | dict | None = None, **overrides) -> TrainResult:
+def train(config: TrainConfig | dict | None = None, on_epoch=None, **overrides) -> TrainResult:
     """Train a ResNeXt-LSTM on a labels CSV + processed folders and write the run folder.
 
-    Takes a TrainConfig (or dict of its fields), fields overridable by keyword. Returns a TrainResult.
+    Takes a TrainConfig (or dict of its fields), fields overridable by keyword, and optionally
+    `on_epoch(history)`: called on the main process after each epoch is saved, with the list of
+    history rows so far (a notebook redraws its curves there). Returns a TrainResult.
     Raises FileNotFoundError (CSV / processed root), LabelsError (bad rows), ValueError (bad settings,
     missing val split, resume mismatch) and RuntimeError for CUDA out of memory (with what to lower).
     Under torchrun (WORLD_SIZE > 1) it runs DistributedDataParallel; rank 0 writes files and prints.
@@ -382,6 +388,7 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> TrainResult:
     prev_threads, prev_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     prev_bench = torch.backends.cudnn.benchmark
     trainer = _Trainer(cfg)
+    trainer.on_epoch = on_epoch
     try:
         if trainer.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             # One process per core group: intra-op threads share the cores with the other DDP ranks.
@@ -415,27 +422,7 @@ def add_cli(subparsers) -> None:
                     "--sequence-length 20 --epochs 50. Under torchrun it trains with DDP.",
         argument_default=argparse.SUPPRESS)
     p.add_argument("--config", metavar="JSON", help="TrainConfig fields as a JSON file; flags override it")
-    import inspect
-    import re
-
-    # the per-field comments of TrainConfig are the flags' help text: one source of documentation
-    try:
-        comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", inspect.getsource(TrainConfig), re.M))
-    except (OSError, TypeError):  # no source shipped (frozen app): defaults only
-        comments = {}
-    for f in dataclasses.fields(TrainConfig):
-        flags = _FLAG_ALIASES.get(f.name, []) + [f"--{f.name.replace('_', '-')}"]
-        default = f.default
-        kw: dict = {"dest": f.name, "help": f"{comments.get(f.name, '')} (default: {default})".replace("%", "%%")}
-        if isinstance(default, bool):
-            kw["action"] = argparse.BooleanOptionalAction
-        elif f.name in _CHOICES:
-            kw["choices"] = _CHOICES[f.name]
-        elif isinstance(default, int) or f.name == "max_steps_per_epoch":
-            kw["type"] = int
-        elif isinstance(default, float):
-            kw["type"] = float
-        p.add_argument(*flags, **kw)
+    add_dataclass_flags(p, TrainConfig, choices=_CHOICES, aliases=_FLAG_ALIASES, int_fields=("max_steps_per_epoch",))
     p.set_defaults(func=_cli)
 
 

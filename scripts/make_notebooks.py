@@ -389,38 +389,16 @@ print(f"threshold   : {result.threshold:.3f} (P(fake) at or above it means FAKE)
         params, derived, sections)
 
 
-# The live plot: while train() runs, a watcher thread redraws the curves whenever the run's history.csv
-# (written atomically after every epoch) changes, so the trainer needs no notebook callback.
+# The live plot: train() calls on_epoch after every saved epoch; the curves are redrawn in place.
 TRAIN_LIVE = """\
-import threading
-
-history_csv = run_dir / "history.csv"
-if not resume:
-    history_csv.unlink(missing_ok=True)  # a previous run's curves are not this run's
-plot, finished = display(display_id=True), threading.Event()
+plot = display(display_id=True)
 
 
-def redraw(drawn=None):
-    stamp = history_csv.stat().st_mtime_ns if history_csv.exists() else None
-    if stamp is not None and stamp != drawn:
-        plot.update(dfdlib.plot_history(pd.read_csv(history_csv)))
-    return stamp
+def redraw(history):
+    plot.update(dfdlib.plot_history(pd.DataFrame(history)))
 
 
-def watch():
-    drawn = None
-    while not finished.wait(2):
-        drawn = redraw(drawn)
-
-
-watcher = threading.Thread(target=watch, daemon=True)
-watcher.start()
-try:
-    result = dfdlib.train(config)  # in the main thread, so Interrupt stops it; resume=True continues
-finally:
-    finished.set()
-    watcher.join()
-redraw()
+result = dfdlib.train(config, on_epoch=redraw)  # Interrupt stops it; resume=True continues from last.pt
 result.history"""
 
 

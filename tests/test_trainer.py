@@ -308,3 +308,15 @@ def test_train_on_shared_sample_set(processed_dir, labels_csv, tmp_path):
     meta = state_of(res.best_model_path)["meta"]
     assert meta["preprocess"]["frames"] == 8 and meta["preprocess"]["size"] == 64  # from faces.json
     assert res.test_metrics is not None and res.test_metrics["n"] >= 1
+
+
+def test_on_epoch_is_called_after_every_saved_epoch_with_the_history(tiny, tmp_path):
+    seen = []
+
+    def on_epoch(history):
+        seen.append([row["epoch"] for row in history])
+        assert (tmp_path / "run" / "history.csv").is_file()  # called after the epoch's files are written
+        assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == len(history)
+
+    result = train(tiny_config(tiny, tmp_path / "run", num_epochs=3), on_epoch=on_epoch)
+    assert seen == [[1], [1, 2], [1, 2, 3]] and len(result.history) == 3
