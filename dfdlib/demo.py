@@ -107,7 +107,8 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
     """
     from .labels import read_labels
     from .model import load_model
-    from .predict import evaluate_model, predict_many
+    from .evaluate import evaluate_model
+    from .predict import predict_many
     from .trainer import train
     from .utils import atomic_write, write_csv
 
