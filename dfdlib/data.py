@@ -108,6 +108,17 @@ def _load_clip(folder: Path, numbers: list[int], sequence_length: int, sampling:
     return torch.stack([decoded[i] for i in idx]), len(numbers), padded
 
 
+def pad_frames(clip: torch.Tensor, n_real: int) -> torch.Tensor:
+    """Marks a short clip's padding: frames from `n_real` on (repeats of the last frame) become all zeros.
+
+    Call it on the transformed (normalised) clip; the model leaves such frames out of its LSTM and its
+    mean over time (model.frame_mask). Returns the clip (changed in place).
+    """
+    if 0 < n_real < clip.shape[0]:
+        clip[n_real:] = 0
+    return clip
+
+
 def read_clip(folder: str | Path, sequence_length: int, sampling: str = "even") -> tuple[torch.Tensor, int, bool]:
     """Takes a processed video folder; returns (uint8 RGB clip (T, 3, H, W), frames available, padded).
 
@@ -139,7 +150,8 @@ def frames_to_clip(frames_rgb: list[np.ndarray], sequence_length: int, image_siz
         chosen[i] = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
     if len({tuple(t.shape) for t in chosen.values()}) > 1:  # resize one by one, as the batched Resize would
         chosen = {i: F.resize(t, [image_size, image_size], antialias=True) for i, t in chosen.items()}
-    return build_transforms(False, image_size)(torch.stack([chosen[i] for i in idx]))
+    clip = build_transforms(False, image_size)(torch.stack([chosen[i] for i in idx]))
+    return pad_frames(clip, len(frames_rgb))
 
 
 def _safe_relative(name, row_desc: str) -> PurePosixPath:
@@ -232,7 +244,7 @@ class FaceSequenceDataset(Dataset):
             examples = ", ".join(f"{f} ({n})" for f, n in zip(self.filenames, self.n_frames, strict=True)
                                  if n < self.sequence_length)
             warnings.warn(f"{len(self.padded)} of {len(self.filenames)} clips have fewer than {self.sequence_length} "
-                          f"frames and are padded by repeating their last frame: {examples[:300]}. Preprocess with "
+                          f"frames and are padded (the model leaves the padding out): {examples[:300]}. Preprocess with "
                           "more frames or use a shorter sequence_length.", stacklevel=2)
         if transform is None:
             transform = build_transforms(False, image_size) if image_size else _normalise_only()
@@ -259,4 +271,4 @@ class FaceSequenceDataset(Dataset):
         return clip
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.read_uint8(index)), self._labels[index]
+        return pad_frames(self.transform(self.read_uint8(index)), self.n_frames[index]), self._labels[index]

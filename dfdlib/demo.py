@@ -105,9 +105,9 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
 
     Writes into `config.out`: the model file, metrics.json, plots/*.png, predictions.csv, summary.json.
     """
+    from .evaluate import evaluate_model
     from .labels import read_labels
     from .model import load_model
-    from .evaluate import evaluate_model
     from .predict import predict_many
     from .trainer import train
     from .utils import atomic_write, write_csv

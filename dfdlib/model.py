@@ -110,6 +110,21 @@ def _prob_fake(logits: torch.Tensor, class_names: list[str]) -> torch.Tensor:
     return logits.float().softmax(-1)[:, upper.index("FAKE")]
 
 
+def frame_mask(x: torch.Tensor) -> torch.Tensor:
+    """(B, T) True for real frames of clips (B, T, 3, H, W): a padding frame is all zeros (data.pad_frames).
+
+    No real frame is: a zero model input needs every pixel exactly at the ImageNet mean, which no 8-bit
+    value is (0.485 * 255 = 123.7).
+    """
+    return x.flatten(2).abs().amax(2) > 0
+
+
+def masked_mean(out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, T, F) over the real frames of each clip only (mask (B, T))."""
+    w = mask.unsqueeze(-1).to(out.dtype)
+    return (out * w).sum(1) / w.sum(1).clamp_min(1)
+
+
 class _ClipClassifier(nn.Module):
     """Shared behaviour: input checks, channels_last, class names and P(fake)."""
 
@@ -175,8 +190,18 @@ class ResNeXtLSTM(_ClipClassifier):
         frames, b, t = self._frames(x, self.backbone)
         fmap = self.backbone(frames)
         feats = self.proj(self.avgpool(fmap).flatten(1).view(b, t, -1))
-        out, _ = self.lstm(feats)
-        logits = self.fc(self.dropout(out.mean(dim=1)))
+        mask = frame_mask(x)
+        if bool(mask.all()):
+            out, _ = self.lstm(feats)
+            pooled = out.mean(dim=1)
+        else:  # a short clip's padding frames: the LSTM stops at its last real frame, the mean skips them
+            from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+            lengths = mask.sum(1).clamp_min(1).cpu()
+            packed = pack_padded_sequence(feats, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=t)
+            pooled = masked_mean(out, mask)
+        logits = self.fc(self.dropout(pooled))
         return (logits, fmap) if return_features else logits
 
 
@@ -233,6 +258,7 @@ class LegacyResNeXtLSTM(_ClipClassifier):
         return self.model
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
+        mask = frame_mask(x) if x.ndim == 5 else None  # before the BGR conversion moves the zeros
         if self.bgr_input:
             x = _rgb_to_legacy_input(x)
         frames, b, t = self._frames(x, self.model)
@@ -242,7 +268,7 @@ class LegacyResNeXtLSTM(_ClipClassifier):
             out = self.lstm(feats.reshape(1, b * t, -1), None)[0].view(b, t, -1)
         else:
             out = self.lstm(feats, None)[0]
-        logits = self.dp(self.linear1(torch.mean(out, dim=1)))
+        logits = self.dp(self.linear1(masked_mean(out, mask)))
         return (logits, fmap) if return_features else logits
 
 

@@ -155,7 +155,7 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
         res = results[key]
         if res.status == "ok" and res.config.frames < cfg.frames:
             pred.reason = (f"the video has only {res.config.frames} frames, fewer than the {cfg.frames} "
-                           "training sampled; the clip was padded by repeating the last frame")
+                           "training sampled; the clip was padded (the model leaves the padding out)")
         if res.status != "ok":
             pred.status = res.status
             pred.reason = res.reason or f"{path}: {res.status.replace('_', ' ')}"

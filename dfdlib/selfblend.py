@@ -188,7 +188,10 @@ class SelfBlendDataset:
         return (clip, mask) if masks else clip
 
     def __getitem__(self, index: int):
-        return self.transform(self.read_uint8(index)), self._labels[index]
+        from .data import pad_frames
+
+        n_real = self.base.n_frames[self.items[index][0]]
+        return pad_frames(self.transform(self.read_uint8(index)), n_real), self._labels[index]
 
 
 def wrap_train(train_ds, fakes: str, seed: int, val_labels=None, log=print):

@@ -90,7 +90,7 @@ def test_red_stays_red(tmp_path):
     assert r > 240 and g < 15 and b < 15
     x = build_transforms(False, 16)(clip)
     assert x[:, 0].mean() > 2 and x[:, 2].mean() < -1.5  # red channel high after ImageNet normalisation
-    fresh = frames_to_clip([np.full((20, 20, 3), (255, 0, 0), np.uint8)], 2, 16)  # RGB array from predict
+    fresh = frames_to_clip([np.full((20, 20, 3), (255, 0, 0), np.uint8)] * 2, 2, 16)  # RGB arrays from predict
     assert torch.allclose(fresh, x, atol=0.1)
 
 
@@ -138,7 +138,7 @@ def test_dataset_shapes_and_loader(processed, t):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = FaceSequenceDataset(csv, root, t, transform=build_transforms(True, 24))
-    assert sum("padded by repeating" in str(w.message) for w in caught) == (1 if t > 5 else 0)
+    assert sum("are padded" in str(w.message) for w in caught) == (1 if t > 5 else 0)
     assert len(ds) == 6 and ds.labels == [0, 0, 0, 1, 1, 1]
     x, y = ds[3]
     assert x.shape == (t, 3, 24, 24) and y == 1
@@ -228,3 +228,14 @@ def test_dataset_on_preprocessed_sample(pipeline_outputs):
     assert ds.padded == [] and sorted(set(ds.labels)) == [0, 1]
     x, y = ds[0]
     assert x.shape == (8, 3, 32, 32) and torch.isfinite(x).all() and y in (0, 1)
+
+
+def test_a_short_folder_is_padded_with_frames_the_model_leaves_out(tmp_path):
+    from dfdlib.model import frame_mask
+
+    write_frames(tmp_path / "p" / "real" / "v", 5)
+    ds = FaceSequenceDataset(pd.DataFrame({"filename": ["real/v"], "label": [0]}), tmp_path / "p", 8, image_size=32)
+    clip, _ = ds[0]
+    assert frame_mask(clip[None]).tolist() == [[True] * 5 + [False] * 3]
+    fresh = frames_to_clip([np.full((20, 20, 3), 90, np.uint8)] * 3, 6, 16)  # prediction pads the same way
+    assert frame_mask(fresh[None]).tolist() == [[True] * 3 + [False] * 3]

@@ -299,3 +299,35 @@ def test_legacy_variants_load(original_checkpoint, tmp_path):
     again = load_model(path)
     assert isinstance(again, LegacyResNeXtLSTM) and again.class_names == ["FAKE", "REAL"]
     assert torch.equal(again.linear1.weight, ref.linear1.weight)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_padded_clip_scores_as_its_real_frames_alone(bidirectional):
+    """Padding (all-zero frames, data.pad_frames) stays out of the LSTM and out of the mean over time."""
+    from dfdlib.data import pad_frames
+    from dfdlib.model import frame_mask
+
+    torch.manual_seed(0)
+    model = ResNeXtLSTM(backbone="tiny", hidden_dim=16, bidirectional=bidirectional).eval()
+    short = torch.randn(1, 5, 3, 32, 32)
+    padded = torch.cat([short, short[:, -1:].repeat(1, 3, 1, 1, 1)], 1)  # the last frame repeated, as loaded
+    pad_frames(padded[0], 5)
+    full = torch.randn(1, 8, 3, 32, 32)
+    with torch.inference_mode():
+        alone, both = model(short), model(torch.cat([padded, full]))
+        repeated = model(torch.cat([short, short[:, -1:].repeat(1, 3, 1, 1, 1)], 1))
+    assert frame_mask(torch.cat([padded, full])).sum(1).tolist() == [5, 8]
+    assert torch.allclose(both[0], alone[0], atol=1e-5)  # a batch mixing short and full clips
+    assert torch.allclose(both[1], model(full)[0], atol=1e-5)
+    assert not torch.allclose(repeated[0], alone[0], atol=1e-4)  # what unmasked padding did
+
+
+def test_legacy_model_leaves_padding_out_of_its_mean():
+    from dfdlib.data import pad_frames
+
+    torch.manual_seed(0)
+    model = LegacyResNeXtLSTM(hidden_dim=16).eval()
+    short = torch.randn(1, 4, 3, 32, 32)
+    padded = pad_frames(torch.cat([short, short[:, -1:].repeat(1, 2, 1, 1, 1)], 1)[0], 4)[None]
+    with torch.inference_mode():
+        assert torch.allclose(model(padded), model(short), atol=1e-5)
