@@ -229,7 +229,7 @@ def test_training_notebook_writes_model_metrics_and_plots(trained):
     assert all((run / "plots" / f"{p}.png").is_file() for p in ("curves", "confusion", "roc"))
     out = texts(nb)
     assert f"model file  : {models[0]}" in out and "Accuracy" in out
-    train_cell = next(c for c in nb.cells if "dfdlib.train(config)" in c.source)
+    train_cell = next(c for c in nb.cells if "dfdlib.train(config, on_epoch=" in c.source)
     assert any("image/png" in o.get("data", {}) for o in train_cell.outputs)  # the live curves
     assert "image/png" in mime_types(nb)
 
