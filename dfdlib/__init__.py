@@ -27,7 +27,7 @@ _API = {
     "from_processed": "label_sources", "make_labels": "label_sources", "from_frames_dataset": "label_sources",
     # stage 3: model and training
     "FaceSequenceDataset": "data", "build_transforms": "data", "frames_to_clip": "data",
-    "create_backbone": "model", "ResNeXtLSTM": "model", "LegacyResNeXtLSTM": "model",
+    "create_backbone": "backbones", "ResNeXtLSTM": "model", "LegacyResNeXtLSTM": "model",
     "save_model": "model", "load_model": "model",
     "compute_metrics": "metrics", "plot_history": "metrics", "plot_confusion": "metrics", "plot_roc": "metrics",
     "best_threshold": "metrics", "format_metrics_table": "metrics", "GUIDE_LEVELS": "metrics",

@@ -1,142 +1,198 @@
-"""Checkpoint and resume state of the trainer: last.pt (with every rank's RNG state), the best model file,
-history.csv, advice on failed writes, and clearing an earlier run's files from the run folder.
+"""The run folder's files, as plain functions: last.pt (with every rank's RNG state), the best model file,
+history.csv, metrics.json + plots, advice on failed writes, and clearing an earlier run.
 
-`_Checkpointing` is a mixin of `dfdlib.trainer._Trainer`. Files are written by rank 0 through
-`utils.atomic_write`, so a crash or a full disk keeps the previous file; `_load_last` refuses a last.pt
-that is unreadable, not a dfdlib resume file, or made with settings outside `_RESUME_FREE`.
+Files are written through `utils.atomic_write`, so a crash or a full disk keeps the previous file. When a
+new best model replaces the old one the writes go: new model file, then last.pt naming it (and the old
+one as `replaced`), then the old file is deleted; `load_last` finishes an interrupted replacement, so
+every crash point resumes. `load_last` refuses a last.pt that is unreadable, not a dfdlib resume file,
+or made with settings outside `RESUME_FREE`.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 LAST_FORMAT = "dfdlib-last/1"
 # Fields that may differ between a run and its resumption without changing what is being trained.
-_RESUME_FREE = {"resume", "num_epochs", "show_progress", "num_workers", "device", "early_stopping", "out_dir",
-                "dataset_path", "csv_file", "max_steps_per_epoch", "cache"}
+RESUME_FREE = {"resume", "num_epochs", "show_progress", "num_workers", "device", "early_stopping", "out_dir",
+               "dataset_path", "csv_file", "max_steps_per_epoch", "cache"}
+BEST_GLOB = "model_*_final_data.pt"
 
 
-class _Checkpointing:
-    """Mixin of `_Trainer`: save/load last.pt and RNG state, write the best model and history.csv."""
+# ---------------------------------------------------------------------------------------- RNG state
+def rng_state(device) -> dict:
+    """Python, numpy, torch CPU (and this CUDA device's) RNG states, as weights_only-loadable values."""
+    np_state = np.random.get_state(legacy=True)
+    state = {"python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+             "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
-    # ---- state
-    def _rng_state(self) -> dict:
-        torch = self.torch
-        np_state = np.random.get_state(legacy=True)
-        state = {"python": random.getstate(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-                 "torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
 
-    def _set_rng_state(self, state: dict) -> None:
-        torch = self.torch
-        v, internal, g = state["python"]
-        random.setstate((v, tuple(internal), g))
-        name, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda"], self.device)
+def set_rng_state(state: dict, device) -> None:
+    v, internal, g = state["python"]
+    random.setstate((v, tuple(internal), g))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
-    def _save_last(self, epoch: int, stopped: bool) -> None:
-        rngs = self._gather(self._rng_state())  # collective: every rank takes part, rank 0 writes
-        if not self.main:
-            return
-        from .utils import atomic_write
 
-        state = {
-            "format": LAST_FORMAT, "epoch": epoch, "stopped": stopped, "config": self.cfg.to_dict(),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "best": self.best, "history": self.history, "rng": rngs,
-        }
-        with atomic_write(self.last_path, "wb") as f:
-            self.torch.save(state, f)
+# ------------------------------------------------------------------------------------------ last.pt
+def save_last(path: Path, *, epoch: int, stopped: bool, config: dict, model, optimizer, scheduler, scaler,
+              best: dict | None, history: list[dict], rngs: list[dict], replaced: str | None = None) -> None:
+    """Write last.pt atomically: everything `load_last` needs to continue exactly after `epoch` epochs.
 
-    def _load_last(self) -> int:
-        try:
-            state = self.torch.load(self.last_path, map_location=self.device, weights_only=True)
-        except Exception as e:  # truncated by a full disk, copied half, or pickled code refused by weights_only
-            first = (str(e).splitlines() or [""])[0][:160]
-            raise ValueError(f"{self.last_path} cannot be read ({type(e).__name__}: {first}); "
-                             "delete it to start a new run, or restore it from a backup") from e
-        if not isinstance(state, dict) or state.get("format") != LAST_FORMAT:
-            raise ValueError(f"{self.last_path} is not a dfdlib resume file; start a new run (resume=False)")
-        changed = {k: (v, getattr(self.cfg, k)) for k, v in state["config"].items()
-                   if k not in _RESUME_FREE and getattr(self.cfg, k, v) != v}
-        if changed:
-            raise ValueError(f"resume=True but these settings differ from the run in {self.run_dir}: "
-                             + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changed.items())
-                             + ". Use the run's settings or start a new run in another out_dir.")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.best, self.history = state["best"], list(state["history"])
-        rngs = state["rng"]
-        self._set_rng_state(rngs[self.rank] if len(rngs) == self.world else rngs[0])
-        self.stopped = bool(state["stopped"])
-        self.log(f"resuming {self.run_dir} after epoch {state['epoch']}/{self.cfg.num_epochs}")
-        return int(state["epoch"])
+    `replaced` names a previous best model file that this checkpoint no longer needs (deleted next)."""
+    from .utils import atomic_write
 
-    def _clear_old_run(self) -> None:
-        """A fresh run in a folder holding an earlier run replaces that run's files (not other files)."""
-        if not self.main or not self.last_path.exists():
-            return
-        self.log(f"{self.run_dir} holds an earlier run: starting a new one (resume=True would continue it)")
-        with contextlib.suppress(Exception):
-            old = self.torch.load(self.last_path, map_location="cpu", weights_only=True)
-            if old.get("best", {}).get("path"):
-                (self.run_dir / Path(old["best"]["path"]).name).unlink(missing_ok=True)
-        for name in ("last.pt", "history.csv", "metrics.json"):
-            (self.run_dir / name).unlink(missing_ok=True)
+    state = {"format": LAST_FORMAT, "epoch": epoch, "stopped": stopped, "config": config,
+             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "scaler": scaler.state_dict(), "best": best, "history": history, "rng": rngs, "replaced": replaced}
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
 
-    def _save_best(self, row: dict, metrics: dict, threshold: float) -> str:
-        import dfdlib
 
-        from .model import save_model
+def load_last(path: Path, cfg, device) -> dict:
+    """Read and check last.pt. Returns its state dict. Raises ValueError (unreadable, not a resume file,
+    settings changed), naming the file and what to do."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated by a full disk, copied half, or pickled code refused by weights_only
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {first}); "
+                         "delete it to start a new run, or restore it from a backup") from e
+    if not isinstance(state, dict) or state.get("format") != LAST_FORMAT:
+        raise ValueError(f"{path} is not a dfdlib resume file; start a new run (resume=False)")
+    changed = {k: (v, getattr(cfg, k)) for k, v in state["config"].items()
+               if k not in RESUME_FREE and getattr(cfg, k, v) != v}
+    if changed:
+        raise ValueError(f"resume=True but these settings differ from the run in {path.parent}: "
+                         + ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changed.items())
+                         + ". Use the run's settings or start a new run in another out_dir.")
+    return state
 
-        cfg = self.cfg
-        name = f"model_{cfg.sequence_length}_acc_{100 * metrics['accuracy']:.1f}_final_data.pt"
-        if self.main:
-            meta = {
-                "model": self.model.config(), "sequence_length": cfg.sequence_length, "image_size": cfg.image_size,
-                "sampling": cfg.sampling, "preprocess": self.preprocess, "class_names": ["REAL", "FAKE"],
-                "threshold": float(threshold), "metrics": metrics, "train": cfg.to_dict(),
-                "dfdlib_version": dfdlib.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            save_model(self.run_dir / name, self.model, meta)
-        return str(self.run_dir / name)
 
-    def _drop_replaced_best(self, replaced: str | None) -> None:
-        """Deletes the previous best model, only once last.pt names the new one.
+def restore(state: dict, *, model, optimizer, scheduler, scaler, rank: int, world: int, device) -> None:
+    """Load last.pt's model/optimizer/schedule/scaler state and this rank's RNG state."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    rngs = state["rng"]
+    set_rng_state(rngs[rank] if len(rngs) == world else rngs[0], device)
 
-        Order of writes per improved epoch: new best model, history, last.pt, then this. A crash at any
-        point leaves last.pt naming a best model that exists (at worst an extra old file stays behind).
-        """
-        if self.main and replaced and Path(replaced).name != Path(self.best["path"]).name:
-            (self.run_dir / Path(replaced).name).unlink(missing_ok=True)
 
-    def _write_history(self) -> None:
-        if self.main:
-            import pandas as pd
+def tidy_best_models(run_dir: Path, state: dict) -> None:
+    """Finish what a crash interrupted: delete the best model file last.pt replaced, and model files written
+    after last.pt (a new best whose last.pt never came: the resumed epoch writes it again)."""
+    keep = Path((state.get("best") or {}).get("path") or "").name
+    if state.get("replaced") and Path(state["replaced"]).name != keep:
+        (run_dir / Path(state["replaced"]).name).unlink(missing_ok=True)
+    last = run_dir / "last.pt"
+    for p in run_dir.glob(BEST_GLOB):
+        if p.name != keep and last.exists() and p.stat().st_mtime_ns >= last.stat().st_mtime_ns:
+            p.unlink(missing_ok=True)
 
-            from .utils import write_csv
 
-            write_csv(pd.DataFrame(self.history), self.run_dir / "history.csv")
+def clear_old_run(run_dir: Path, log) -> None:
+    """A fresh run in a folder holding an earlier run replaces that run's files (not other files)."""
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return
+    log(f"{run_dir} holds an earlier run: starting a new one (resume=True would continue it)")
+    with contextlib.suppress(Exception):
+        old = torch.load(last, map_location="cpu", weights_only=True)
+        for p in ((old.get("best") or {}).get("path"), old.get("replaced")):
+            if p:
+                (run_dir / Path(p).name).unlink(missing_ok=True)
+    for name in ("last.pt", "history.csv", "metrics.json"):
+        (run_dir / name).unlink(missing_ok=True)
 
-    @contextlib.contextmanager
-    def _saving(self, epoch: int):
-        """A failed write (full disk, lost permissions) becomes advice; atomic writes kept the previous files."""
-        try:
-            yield
-        except OSError as e:
-            kept = f"{self.last_path} still holds epoch {epoch}" if epoch else "no epoch had been saved yet"
-            raise OSError(e.errno, f"could not save epoch {epoch + 1} in {self.run_dir} ({e.strerror or e}). Free "
-                                   "disk space or fix the folder's permissions, then rerun with resume=True "
-                                   f"(--resume); {kept}") from e
+
+def remove_stale_temps(run_dir: Path) -> None:
+    """Delete temp files of writes cut short by a crash (utils.atomic_write names them .<name>.*.tmp)."""
+    for pattern in (".last.pt.*.tmp", ".model_*.pt.*.tmp", ".history.csv.*.tmp", ".metrics.json.*.tmp"):
+        for stale in run_dir.glob(pattern):
+            stale.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------- model, history, report
+def best_model_name(sequence_length: int, accuracy: float) -> str:
+    return f"model_{sequence_length}_acc_{100 * accuracy:.1f}_final_data.pt"
+
+
+def save_best(run_dir: Path, model, cfg, metrics: dict, threshold: float, preprocess: dict | None) -> str:
+    """Write the best model file (atomically; the previous best stays until last.pt no longer names it).
+    Returns its path as str."""
+    import dfdlib
+
+    from .model import save_model
+
+    path = run_dir / best_model_name(cfg.sequence_length, metrics["accuracy"])
+    meta = {"model": model.config(), "sequence_length": cfg.sequence_length, "image_size": cfg.image_size,
+            "sampling": cfg.sampling, "preprocess": preprocess, "class_names": ["REAL", "FAKE"],
+            "threshold": float(threshold), "metrics": metrics, "train": cfg.to_dict(),
+            "dfdlib_version": dfdlib.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    save_model(path, model, meta)
+    return str(path)
+
+
+def remove_replaced(run_dir: Path, old: str | None, new: str) -> None:
+    """Delete the previous best model file once last.pt names the new one."""
+    if old and Path(old).name != Path(new).name:
+        (run_dir / Path(old).name).unlink(missing_ok=True)
+
+
+def write_history(history: list[dict], run_dir: Path) -> None:
+    import pandas as pd
+
+    from .utils import write_csv
+
+    write_csv(pd.DataFrame(history), run_dir / "history.csv")
+
+
+@contextlib.contextmanager
+def saving(epoch: int, run_dir: Path):
+    """A failed write (full disk, lost permissions) becomes advice; atomic writes kept the previous files."""
+    try:
+        yield
+    except OSError as e:
+        kept = f"{run_dir / 'last.pt'} still holds epoch {epoch}" if epoch else "no epoch had been saved yet"
+        raise OSError(e.errno, f"could not save epoch {epoch + 1} in {run_dir} ({e.strerror or e}). Free "
+                               "disk space or fix the folder's permissions, then rerun with resume=True "
+                               f"(--resume); {kept}") from e
+
+
+def write_report(run_dir: Path, history, best: dict, test: dict | None, y, p, monitor: str, log) -> None:
+    """metrics.json (test at the chosen threshold, best validation metrics) and plots/ (curves, confusion, ROC),
+    and the guide's final test summary in the log."""
+    from .metrics import compute_metrics, format_metrics_table, plot_confusion, plot_history, plot_roc
+    from .utils import atomic_write
+
+    thr = float(best["threshold"])
+    doc = {"test": test, "val": best["metrics"], "threshold": thr, "best_epoch": best["epoch"],
+           "monitor": monitor, "model": Path(best["path"]).name}
+    with atomic_write(run_dir / "metrics.json") as f:
+        json.dump(doc, f, indent=2)
+    plots = run_dir / "plots"
+    split = "test" if test else "validation"
+    cm = (test or compute_metrics(y, p, threshold=thr))["confusion_matrix"]
+    plot_history(history, plots / "curves.png")
+    plot_confusion(cm, plots / "confusion.png", title=f"Confusion matrix ({split})")
+    plot_roc(y, p, plots / "roc.png", title=f"ROC ({split})")
+    if test:
+        def fmt(v, spec):
+            return "n/a" if v is None else format(v, spec)
+
+        log(f"\nFinal Test Accuracy: {100 * test['accuracy']:.1f}%\nPrecision: {fmt(test['precision'], '.2f')} | "
+            f"Recall: {fmt(test['recall'], '.2f')} | F1: {fmt(test['f1'], '.3f')}\n\n{format_metrics_table(test)}")
+    log(f"best model: {best['path']}")

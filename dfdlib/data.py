@@ -54,6 +54,58 @@ def _normalise_only():
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
+def resize_only(image_size: int):
+    """uint8 clip (T, 3, H, W) → uint8 (T, 3, image_size, image_size): what loader workers do when the
+    augmentation runs on the training device (`augment_batch`)."""
+    from torchvision.transforms import v2
+
+    return v2.Resize((int(image_size), int(image_size)), antialias=True)
+
+
+def augment_batch(x: torch.Tensor, seeds, transform) -> torch.Tensor:
+    """Augment a batch of uint8 clips where it lies (e.g. on the GPU): one parameter draw per clip, shared
+    by its frames, different across clips.
+
+    Takes x (B, T, 3, S, S) uint8 on any device, one seed per clip (the trainer's per-item seeds, so the
+    draw equals what a worker would draw for that item) and a `build_transforms(True, S)` transform.
+    Returns float32 (B, T, 3, S, S) normalised with ImageNet mean/std, on x's device. The random
+    parameters come from torch's CPU generator, forked so the caller's RNG stream is untouched; JPEG
+    re-compression (CPU-only in torchvision) moves that one clip to the CPU and back.
+    """
+    from torchvision.transforms import v2
+
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        for clip, seed in zip(x, [int(s) for s in seeds], strict=True):
+            torch.random.default_generator.manual_seed(seed)
+            out.append(_apply_on_device(transform, clip, v2))
+    return torch.stack(out)
+
+
+def _apply_on_device(transform, clip: torch.Tensor, v2) -> torch.Tensor:
+    if clip.device.type == "cpu":
+        return transform(clip)
+    for t in transform.transforms:  # Compose: run each step, JPEG on the CPU
+        clip = _jpeg_on_cpu(t, clip, v2)
+    return clip
+
+
+def _jpeg_on_cpu(t, clip: torch.Tensor, v2) -> torch.Tensor:
+    if isinstance(t, v2.JPEG):
+        return t(clip.cpu()).to(clip.device)
+    if isinstance(t, (v2.RandomApply, v2.RandomChoice)):
+        # the same draws as the transform itself (torch CPU RNG), with JPEG steps routed to the CPU
+        if isinstance(t, v2.RandomApply):
+            if torch.rand(1) >= t.p:
+                return clip
+            for inner in t.transforms:
+                clip = _jpeg_on_cpu(inner, clip, v2)
+            return clip
+        idx = int(torch.multinomial(torch.tensor(t.p), 1))
+        return _jpeg_on_cpu(t.transforms[idx], clip, v2)
+    return t(clip)
+
+
 def select_indices(n_available: int, sequence_length: int, sampling: str = "even") -> tuple[list[int], bool]:
     """Positions (into the sorted frames) for a clip, and whether it had to be padded.
 
@@ -264,6 +316,10 @@ class FaceSequenceDataset(Dataset):
             if self.cache:
                 self._cache[index] = clip
         return clip
+
+    def length(self, index: int) -> int:
+        """Real frames in clip `index` (<= sequence_length; the rest of the clip is padding)."""
+        return min(self.n_frames[index], self.sequence_length)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return pad_frames(self.transform(self.read_uint8(index)), self.n_frames[index]), self._labels[index]

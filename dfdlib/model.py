@@ -1,4 +1,4 @@
-"""ResNeXt50 + LSTM video deepfake detector, its backbone factory, and model files.
+"""ResNeXt50 + LSTM video deepfake detector and model files (backbones: `dfdlib.backbones`).
 
 The architecture follows the original project (Güera & Delp, "Deepfake video detection using recurrent
 neural networks", AVSS 2018: a CNN per frame, an LSTM over the frame features, a linear classifier):
@@ -17,87 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .backbones import BACKBONES, create_backbone, describe_key_diff, key_diff  # noqa: F401 - API
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .utils import atomic_write
 
 MODEL_FORMAT = "dfdlib-model/1"
-BACKBONES = ("resnext50_32x4d", "resnet18", "tiny")
-# ImageNet weights used for weights="imagenet": V1, the weights the original project's `pretrained=True` gave.
-_IMAGENET_WEIGHTS = {"resnext50_32x4d": "ResNeXt50_32X4D_Weights", "resnet18": "ResNet18_Weights"}
-
-
-# ----------------------------------------------------------------------------------------------- backbones
-def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-def _tiny_backbone() -> nn.Sequential:
-    # The first stage keeps full resolution: blending seams, resampling and colour artefacts live in
-    # a few pixels and a stride-2 stem would average them away. ~0.25 M parameters.
-    return nn.Sequential(_conv_bn(3, 16, 1), _conv_bn(16, 32, 2), _conv_bn(32, 64, 2), _conv_bn(64, 128, 2),
-                         _conv_bn(128, 128, 2))
-
-
-def _imagenet_state_dict(name: str) -> dict:
-    """torchvision's ImageNet weights from the torch hub cache, downloading them only if that is possible."""
-    import torchvision.models as tvm
-
-    weights = getattr(tvm, _IMAGENET_WEIGHTS[name]).IMAGENET1K_V1
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if cached.is_file():
-        return torch.load(cached, map_location="cpu", weights_only=True)
-    try:
-        return _download_state_dict(weights.url)
-    except Exception as e:  # no internet, proxy, disk full: all end in the same advice
-        raise RuntimeError(
-            f"ImageNet weights for {name} are not in the torch cache ({cached}) and could not be downloaded "
-            f"({type(e).__name__}: {e}). On a machine with internet, download {weights.url} and either copy it "
-            f"to {cached}, or pass weights='path/to/{cached.name}'; or use weights=None to train from scratch."
-        ) from e
-
-
-def _download_state_dict(url: str) -> dict:
-    return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, weights_only=True)
-
-
-def create_backbone(name: str = "resnext50_32x4d", weights: str | Path | None = None) -> tuple[nn.Module, int]:
-    """Build a frame feature extractor.
-
-    Takes a backbone name ("resnext50_32x4d", "resnet18", "tiny") and `weights`: None (random init),
-    "imagenet" (torchvision's weights from the torch cache, or downloaded), or a path to a .pth
-    state_dict of the torchvision model (the `fc` keys may be absent).
-    Returns (module mapping (N, 3, H, W) → feature map (N, C, h, w), C).
-    Raises ValueError for an unknown name or a weights file that does not fit, RuntimeError when
-    "imagenet" weights are neither cached nor downloadable.
-    """
-    import torchvision.models as tvm
-
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    if name == "tiny":
-        if weights == "imagenet":
-            raise ValueError("backbone 'tiny' has no ImageNet weights; use weights=None or a path to its state_dict")
-        net, dim = _tiny_backbone(), 128
-        full = net
-    else:
-        full = getattr(tvm, name)(weights=None)
-        dim = full.fc.in_features
-    if weights is not None:
-        if weights == "imagenet":
-            state = _imagenet_state_dict(name)
-        else:
-            path = Path(weights)
-            if not path.is_file():
-                raise ValueError(f"backbone weights file {path} not found; pass weights=None, 'imagenet' or a .pth path")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unexpected = _key_diff(full.state_dict(), state)
-        missing = [k for k in missing if not k.startswith("fc.")]  # the classifier is dropped anyway
-        if missing or unexpected:
-            raise ValueError(f"weights {weights} do not fit backbone {name!r}: {_describe(missing, unexpected)}")
-        full.load_state_dict(state, strict=False)
-    if name != "tiny":
-        net = nn.Sequential(*list(full.children())[:-2])  # drop avgpool and fc, as the original did
-    return net, dim
 
 
 # -------------------------------------------------------------------------------------------------- models
@@ -117,6 +41,12 @@ def frame_mask(x: torch.Tensor) -> torch.Tensor:
     value is (0.485 * 255 = 123.7).
     """
     return x.flatten(2).abs().amax(2) > 0
+
+
+def lengths_mask(lengths, t: int, device) -> torch.Tensor:
+    """(B, T) True for the first lengths[i] frames of each clip."""
+    n = torch.as_tensor(lengths, device=device).clamp(1, t)
+    return torch.arange(t, device=device)[None, :] < n[:, None]
 
 
 def masked_mean(out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -186,11 +116,13 @@ class ResNeXtLSTM(_ClipClassifier):
                             lstm_layers=int(lstm_layers), bidirectional=bool(bidirectional),
                             dropout=float(dropout), backbone=str(backbone))
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
+    def forward(self, x: torch.Tensor, return_features: bool = False, lengths=None):
+        """`lengths` (B,): real frames per clip, when the caller knows them (the trainer); else padding
+        frames are found as all-zero frames (frame_mask). Padding stays out of the LSTM and its mean."""
         frames, b, t = self._frames(x, self.backbone)
         fmap = self.backbone(frames)
         feats = self.proj(self.avgpool(fmap).flatten(1).view(b, t, -1))
-        mask = frame_mask(x)
+        mask = frame_mask(x) if lengths is None else lengths_mask(lengths, t, x.device)
         if bool(mask.all()):
             out, _ = self.lstm(feats)
             pooled = out.mean(dim=1)
@@ -257,8 +189,11 @@ class LegacyResNeXtLSTM(_ClipClassifier):
     def backbone(self) -> nn.Module:  # same name as ResNeXtLSTM's, for Grad-CAM and freezing
         return self.model
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
-        mask = frame_mask(x) if x.ndim == 5 else None  # before the BGR conversion moves the zeros
+    def forward(self, x: torch.Tensor, return_features: bool = False, lengths=None):
+        if lengths is not None:
+            mask = lengths_mask(lengths, x.shape[1], x.device)
+        else:
+            mask = frame_mask(x) if x.ndim == 5 else None  # before the BGR conversion moves the zeros
         if self.bgr_input:
             x = _rgb_to_legacy_input(x)
         frames, b, t = self._frames(x, self.model)
@@ -273,20 +208,6 @@ class LegacyResNeXtLSTM(_ClipClassifier):
 
 
 # ----------------------------------------------------------------------------------------------- files
-def _key_diff(expected: dict, got: dict) -> tuple[list[str], list[str]]:
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    return missing, unexpected
-
-
-def _describe(missing: list[str], unexpected: list[str], mismatched: list[str] = ()) -> str:
-    parts = []
-    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", mismatched)):
-        if keys:
-            parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:4])})")
-    return "; ".join(parts)
-
-
 def _check_plain(obj, where: str = "meta"):
     """Return a copy of `obj` made of plain Python types (tuples → lists); raise ValueError naming the bad entry."""
     if obj is None or type(obj) in (str, int, float, bool):
@@ -417,12 +338,12 @@ def load_model(path: str | Path, device="cpu") -> nn.Module:
                          "resumes training, while prediction needs the model_*.pt file")
 
     expected = model.state_dict()
-    missing, unexpected = _key_diff(expected, state)
+    missing, unexpected = key_diff(expected, state)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # absent in very old torch files
     mismatched = [k for k in expected if k in state and expected[k].shape != state[k].shape]
     if missing or unexpected or mismatched:
         raise ValueError(f"{path} holds weights of another architecture than {type(model).__name__}"
-                         f"({meta.get('model')}): {_describe(missing, unexpected, mismatched)}")
+                         f"({meta.get('model')}): {describe_key_diff(missing, unexpected, mismatched)}")
     model.load_state_dict(state, strict=False)
     meta["path"] = str(path)
     model.meta = meta

@@ -187,6 +187,10 @@ class SelfBlendDataset:
             clip = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
         return (clip, mask) if masks else clip
 
+    def length(self, index: int) -> int:
+        """Real frames of item `index` (its source clip's)."""
+        return self.base.length(self.items[index][0])
+
     def __getitem__(self, index: int):
         from .data import pad_frames
 

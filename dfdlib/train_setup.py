@@ -1,10 +1,9 @@
-"""Trainer setup for one process of a run (plain or torchrun/DDP): device, data, model and DDP helpers.
+"""What `dfdlib.trainer.train` builds before its first epoch, as plain functions that take and return values.
 
-`_Setup` is a mixin of `dfdlib.trainer._Trainer`: it picks the device and starts the process group under
-torchrun, checks the labels' splits, builds the datasets, the seeded sharded samplers and the loaders,
-the model, loss, AMP, optimizer and LR schedule, (re)wraps the model in DistributedDataParallel, gathers
-objects from all ranks and ends the process group. The samplers make the data order a function of
-(seed, epoch, rank), which exact resume relies on (dfdlib/trainer.py's docstring).
+The process (rank, device, torchrun process group), the labels and their splits, the datasets and the
+seeded sharded samplers and loaders, the model, the losses, the AMP choice, the optimizer and the LR
+schedule, DistributedDataParallel (re)wrapping, and gathering objects from all ranks. The samplers make
+the data order a function of (seed, epoch, rank), which exact resume relies on (dfdlib/trainer.py).
 """
 from __future__ import annotations
 
@@ -12,13 +11,16 @@ import contextlib
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .amp import choose_amp, cpu_has_native_bf16  # noqa: F401 - re-exported for the trainer
+
 
 # ------------------------------------------------------------------------------------------- sampling
-class _SeededIndices:
+class SeededIndices:
     """Wrap a sampler to yield (seed, index): each item's augmentation seed is a function of
     (run seed, epoch, rank, position), independent of worker count, persistence and resumption."""
 
@@ -38,7 +40,7 @@ class _SeededIndices:
         return iter([(int(s) >> 1, int(i)) for s, i in zip(seeds, idx, strict=True)])
 
 
-class _WeightedShards:
+class WeightedShards:
     """Class-balanced sampling with replacement, sharded across processes; order set by (seed, epoch)."""
 
     def __init__(self, labels: list[int], seed: int, rank: int, world: int):
@@ -62,8 +64,12 @@ class _WeightedShards:
         return iter(idx[self.rank::self.world].tolist())
 
 
-class _SeededDataset:
-    """Dataset view taking (seed, index) keys: seeds torch's CPU RNG (which transforms v2 draw from)."""
+class SeededDataset:
+    """Dataset view taking (seed, index) keys: seeds torch's CPU RNG (which transforms v2 draw from).
+
+    Items are (clip, label, length, seed): the seed lets augmentation on the training device draw
+    the same parameters a worker would have drawn (data.augment_batch).
+    """
 
     def __init__(self, ds):
         self.ds = ds
@@ -76,194 +82,267 @@ class _SeededDataset:
 
         seed, i = key
         torch.random.default_generator.manual_seed(seed)
-        return self.ds[i]
+        clip, label = self.ds[i]
+        return clip, label, self.ds.length(i), seed
 
 
 # ---------------------------------------------------------------------------------------- processes
-def _rank_info() -> tuple[int, int, int]:
+def rank_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) in a plain process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-class _Setup:
-    """Mixin of `_Trainer`: everything built before the first epoch, plus the DDP helpers it uses."""
+def setup_device(name: str, world: int, local_rank: int):
+    """Resolve the device and, under torchrun, start the process group. Returns (device, started_group)."""
+    import torch
 
-    # ---- setup
-    def _setup_device(self):
-        torch = self.torch
-        from .utils import resolve_device
+    from .utils import resolve_device
 
-        device = resolve_device(self.cfg.device)
-        self._own_pg = False
-        if self.world > 1:
-            import torch.distributed as dist
+    device = resolve_device(name)
+    if world == 1:
+        return device, False
+    import torch.distributed as dist
 
-            if device.type == "cuda":
-                device = torch.device("cuda", self.local_rank)
-                torch.cuda.set_device(device)
-            elif device.type != "cpu":
-                device = torch.device("cpu")  # DDP supports CUDA (nccl) and CPU (gloo) only
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-                self._own_pg = True
-        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        device = torch.device("cpu")  # DDP supports CUDA (nccl) and CPU (gloo) only
+    if dist.is_initialized():
+        return device, False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, True
 
-    def _labels(self):
-        from .labels import split_labels, validate_labels
 
-        cfg = self.cfg
-        df = validate_labels(cfg.csv_file, cfg.dataset_path, sequence_length=cfg.sequence_length, short="pad")
-        if "split" not in df.columns or df["split"].eq("").all():
-            df = split_labels(df, seed=cfg.seed)
-            self.log(f"{cfg.csv_file} has no split column: split 70/15/15 here with seed={cfg.seed} "
-                     "(save a split with `dfd labels` to keep it fixed across runs)")
-        elif df["split"].eq("").any():
-            raise ValueError(f"{cfg.csv_file}: {int(df['split'].eq('').sum())} rows have an empty split; fill "
-                             "train/val/test or re-split with dfdlib.split_labels / `dfd labels`")
-        for s in ("train", "val"):
-            if not df["split"].eq(s).any():
-                raise ValueError(f"{cfg.csv_file} has no '{s}' rows; training needs train and val splits "
-                                 "(re-split with dfdlib.split_labels or `dfd labels --ratios 0.7,0.15,0.15`)")
-        return df
-
-    def _preprocess_settings(self, df) -> dict | None:
-        # predict must crop faces the way the training data was cropped: keep the detector settings.
-        for name in df["filename"][:50]:
-            p = Path(self.cfg.dataset_path) / name / "faces.json"
-            if p.is_file():
-                with contextlib.suppress(ValueError, OSError):
-                    doc = json.loads(p.read_text())
-                    for key in ("preprocess", "config", "settings"):
-                        if isinstance(doc.get(key), dict):
-                            return json.loads(json.dumps(doc[key]))
-        return None
-
-    def _data(self, df):
-        torch = self.torch
-        from torch.utils.data import DataLoader, DistributedSampler
-
-        from .data import FaceSequenceDataset, build_transforms
-
-        cfg = self.cfg
-
-        def dataset(split: str, train: bool):
-            part = df[df["split"] == split].reset_index(drop=True)
-            if not len(part):
-                return None
-            tf = build_transforms(train and cfg.augment, cfg.image_size)
-            return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, transform=tf,
-                                       sampling=cfg.sampling, cache=cfg.cache)
-
-        self.val_ds, self.test_ds = dataset("val", False), dataset("test", False)
-        from .selfblend import wrap_train  # fakes="self-blend"/"mixed": self-blends join the train split only
-        self.train_ds = wrap_train(dataset("train", True), cfg.fakes, cfg.seed,
-                                   self.val_ds.labels if self.val_ds else None, self.log)
-        if cfg.balance == "sampler":
-            inner = _WeightedShards(self.train_ds.labels, cfg.seed, self.rank, self.world)
-        else:
-            inner = DistributedSampler(self.train_ds, num_replicas=self.world, rank=self.rank, shuffle=True,
-                                       seed=cfg.seed)
-        self.sampler = _SeededIndices(inner, cfg.seed, self.rank)
-        pin = self.device.type == "cuda"
-        # Persistent workers keep their in-memory clip cache across epochs (each worker caches its own).
-        common = dict(num_workers=cfg.num_workers, pin_memory=pin, persistent_workers=cfg.num_workers > 0)
-        self.train_loader = DataLoader(_SeededDataset(self.train_ds), batch_size=cfg.batch_size,
-                                       sampler=self.sampler, generator=torch.Generator().manual_seed(cfg.seed),
-                                       **common)
-
-        def eval_loader(ds, persistent: bool):
-            if ds is None:
-                return None
-            return DataLoader(ds, batch_size=cfg.batch_size, sampler=range(self.rank, len(ds), self.world),
-                              num_workers=cfg.num_workers, pin_memory=pin,
-                              persistent_workers=persistent and cfg.num_workers > 0)
-
-        self.val_loader = eval_loader(self.val_ds, cfg.cache)
-        self.test_loader = eval_loader(self.test_ds, False)
-
-    def _model(self, resuming: bool):
-        torch = self.torch
-        from torch import nn
-
-        from .model import ResNeXtLSTM
-
-        cfg = self.cfg
-        self.model = ResNeXtLSTM(num_classes=1 if cfg.loss == "bce" else 2, hidden_dim=cfg.hidden_dim,
-                                 lstm_layers=cfg.lstm_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                                 backbone=cfg.backbone, weights=None if resuming else cfg.weights).to(self.device)
-        if cfg.channels_last and self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
-        counts = np.bincount(np.asarray(self.train_ds.labels), minlength=2).astype(float)
-        if cfg.balance == "weighted" and counts.min() > 0:
-            w = counts.sum() / (2 * counts)  # inverse class frequency, mean weight 1
-        else:
-            w = np.ones(2)
-        if cfg.loss == "bce":
-            self.criterion = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(w[1] / w[0], device=self.device))
-            self.eval_criterion = nn.BCEWithLogitsLoss(reduction="sum")
-        else:
-            self.criterion = nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32, device=self.device))
-            self.eval_criterion = nn.CrossEntropyLoss(reduction="sum")
-        # AMP: bf16 needs no loss scaling; fp16 does (GradScaler).
-        amp = cfg.amp
-        if amp == "auto":
-            amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if self.device.type == "cuda" else "off"
-        if amp == "fp16" and self.device.type != "cuda":
-            raise ValueError("amp='fp16' needs a CUDA GPU; use amp='bf16' (CPUs with AVX512-BF16/AMX) or 'off'")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler("cuda" if self.device.type == "cuda" else "cpu", enabled=amp == "fp16")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
-                                           weight_decay=cfg.weight_decay)
-        n_batches = len(self.train_loader)
-        if cfg.max_steps_per_epoch:
-            n_batches = min(n_batches, cfg.max_steps_per_epoch * cfg.grad_accum)
-        self.batches_per_epoch = n_batches
-        self.steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
-        self.scheduler = self._schedule(self.steps_per_epoch * cfg.num_epochs)
-        self.ddp, self.frozen = None, None
-
-    def _schedule(self, total: int):
-        torch = self.torch
-        cfg = self.cfg
-        warm = min(cfg.warmup_epochs * self.steps_per_epoch, total // 2)
-        if cfg.lr_schedule == "onecycle" and total >= 2:
-            return torch.optim.lr_scheduler.OneCycleLR(self.optimizer, cfg.learning_rate, total_steps=total,
-                                                       pct_start=min(max(warm / total, 0.05), 0.5))
-        if cfg.lr_schedule == "cosine":
-            def factor(step: int) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                t = min(1.0, (step - warm) / max(1, total - warm))
-                return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))  # floor at 1 % of the peak
-        else:
-            def factor(step: int) -> float:
-                return 1.0
-        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-
-    def _set_frozen(self, frozen: bool) -> None:
-        if frozen == self.frozen:
-            return
-        for p in self.model.backbone.parameters():
-            p.requires_grad_(not frozen)
-        self.frozen = frozen
-        if self.world > 1:  # DDP registers the trainable parameters when it is built: rebuild on change
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DDP(self.model, device_ids=ids)
-
-    # ---- distributed
-    def _gather(self, obj) -> list:
-        if self.world == 1:
-            return [obj]
+def close_process_group(started: bool) -> None:
+    if started:
         import torch.distributed as dist
 
-        out = [None] * self.world
-        dist.all_gather_object(out, obj)
-        return out
+        dist.destroy_process_group()
 
-    def close(self) -> None:
-        if self._own_pg:
-            import torch.distributed as dist
 
-            dist.destroy_process_group()
+def gather(obj, world: int) -> list:
+    """[obj of rank 0, obj of rank 1, ...] (a collective: every rank must call it); [obj] without DDP."""
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- labels
+def read_labels(cfg, log):
+    """Validated labels DataFrame with train and val rows (split here 70/15/15 if the CSV has no split)."""
+    from .labels import split_labels, validate_labels
+
+    df = validate_labels(cfg.csv_file, cfg.dataset_path, sequence_length=cfg.sequence_length, short="pad")
+    if "split" not in df.columns or df["split"].eq("").all():
+        df = split_labels(df, seed=cfg.seed)
+        log(f"{cfg.csv_file} has no split column: split 70/15/15 here with seed={cfg.seed} "
+            "(save a split with `dfd labels` to keep it fixed across runs)")
+    elif df["split"].eq("").any():
+        raise ValueError(f"{cfg.csv_file}: {int(df['split'].eq('').sum())} rows have an empty split; fill "
+                         "train/val/test or re-split with dfdlib.split_labels / `dfd labels`")
+    for s in ("train", "val"):
+        if not df["split"].eq(s).any():
+            raise ValueError(f"{cfg.csv_file} has no '{s}' rows; training needs train and val splits "
+                             "(re-split with dfdlib.split_labels or `dfd labels --ratios 0.7,0.15,0.15`)")
+    return df
+
+
+def preprocess_settings(df, dataset_path) -> dict | None:
+    """The face detector settings of the processed data (faces.json), so predict crops the same way."""
+    for name in df["filename"][:50]:
+        p = Path(dataset_path) / name / "faces.json"
+        if p.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                doc = json.loads(p.read_text())
+                for key in ("preprocess", "config", "settings"):
+                    if isinstance(doc.get(key), dict):
+                        return json.loads(json.dumps(doc[key]))
+    return None
+
+
+# --------------------------------------------------------------------------------------------- data
+@dataclass
+class Data:
+    """Datasets and loaders of one process. The train loader yields (clip, label, length, seed)."""
+
+    train_ds: object
+    val_ds: object
+    test_ds: object | None
+    sampler: SeededIndices
+    train_loader: object
+    val_loader: object
+    test_loader: object | None
+
+
+def train_dataset(part, cfg, augment_in_workers: bool):
+    """The training dataset: the one place where it is built (training modes plug in here).
+
+    Takes the train rows, the config and whether augmentation runs in the loader workers (else the
+    workers only decode and resize uint8 clips and data.augment_batch runs on the training device).
+    """
+    from .data import FaceSequenceDataset, build_transforms, resize_only
+
+    tf = build_transforms(True, cfg.image_size) if cfg.augment and augment_in_workers else None
+    if tf is None:
+        tf = resize_only(cfg.image_size) if cfg.augment else build_transforms(False, cfg.image_size)
+    return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, transform=tf, sampling=cfg.sampling,
+                               cache=cfg.cache)
+
+
+def build_data(df, cfg, device, rank: int, world: int, augment_in_workers: bool = True, log=print) -> Data:
+    """Datasets, the seeded (sharded) training sampler and the loaders for one process."""
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from .data import FaceSequenceDataset, build_transforms
+
+    def rows(split: str):
+        return df[df["split"] == split].reset_index(drop=True)
+
+    def eval_dataset(split: str):
+        part = rows(split)
+        if not len(part):
+            return None
+        return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, sampling=cfg.sampling,
+                                   transform=build_transforms(False, cfg.image_size), cache=cfg.cache)
+
+    from .selfblend import wrap_train  # fakes="self-blend"/"mixed": self-blends join the train split only
+
+    val_ds, test_ds = eval_dataset("val"), eval_dataset("test")
+    train_ds = wrap_train(train_dataset(rows("train"), cfg, augment_in_workers), cfg.fakes, cfg.seed,
+                          val_ds.labels if val_ds else None, log)
+    if cfg.balance == "sampler":
+        inner = WeightedShards(train_ds.labels, cfg.seed, rank, world)
+    else:
+        inner = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    sampler = SeededIndices(inner, cfg.seed, rank)
+    pin = device.type == "cuda"
+    # Persistent workers keep their in-memory clip cache across epochs (each worker caches its own).
+    train_loader = DataLoader(SeededDataset(train_ds), batch_size=cfg.batch_size, sampler=sampler,
+                              generator=torch.Generator().manual_seed(cfg.seed), num_workers=cfg.num_workers,
+                              pin_memory=pin, persistent_workers=cfg.num_workers > 0)
+
+    def eval_loader(ds, persistent: bool):
+        if ds is None:
+            return None
+        return DataLoader(_WithLength(ds), batch_size=cfg.batch_size, sampler=range(rank, len(ds), world),
+                          num_workers=cfg.num_workers, pin_memory=pin,
+                          persistent_workers=persistent and cfg.num_workers > 0)
+
+    return Data(train_ds, val_ds, test_ds, sampler, train_loader, eval_loader(val_ds, cfg.cache),
+                eval_loader(test_ds, False))
+
+
+class _WithLength:
+    """Dataset view yielding (clip, label, real frame count) for evaluation."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        clip, label = self.ds[i]
+        return clip, label, self.ds.length(i)
+
+
+# -------------------------------------------------------------------------------------------- model
+def build_model(cfg, device, weights):
+    """The ResNeXtLSTM of the config on `device` (channels_last on CUDA); `weights` initialises the backbone."""
+    import torch
+
+    from .model import ResNeXtLSTM
+
+    model = ResNeXtLSTM(num_classes=1 if cfg.loss == "bce" else 2, hidden_dim=cfg.hidden_dim,
+                        lstm_layers=cfg.lstm_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
+                        backbone=cfg.backbone, weights=weights).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_losses(cfg, labels: list[int], device):
+    """(train loss: mean, class-balanced if cfg.balance="weighted"; eval loss: plain sum), both (logits, y)."""
+    import torch
+    from torch import nn
+
+    counts = np.bincount(np.asarray(labels), minlength=2).astype(float)
+    w = counts.sum() / (2 * counts) if cfg.balance == "weighted" and counts.min() > 0 else np.ones(2)
+    if cfg.loss == "bce":
+        weighted = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(w[1] / w[0], device=device))
+        plain = nn.BCEWithLogitsLoss(reduction="sum")
+        return (lambda logits, y: weighted(logits.float().view(-1), y.float()),
+                lambda logits, y: plain(logits.float().view(-1), y.float()))
+    weighted = nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32, device=device))
+    plain = nn.CrossEntropyLoss(reduction="sum")
+    return lambda logits, y: weighted(logits.float(), y), lambda logits, y: plain(logits.float(), y)
+
+
+def epoch_length(n_batches: int, cfg) -> tuple[int, int]:
+    """(micro-batches, optimizer steps) per epoch, after max_steps_per_epoch."""
+    if cfg.max_steps_per_epoch:
+        n_batches = min(n_batches, cfg.max_steps_per_epoch * cfg.grad_accum)
+    return n_batches, math.ceil(n_batches / cfg.grad_accum)
+
+
+def build_schedule(cfg, optimizer, steps_per_epoch: int):
+    """Per-step LR schedule: linear warm-up + cosine to 1 % of the peak, OneCycle, or constant."""
+    import torch
+
+    total = steps_per_epoch * cfg.num_epochs
+    warm = min(cfg.warmup_epochs * steps_per_epoch, total // 2)
+    if cfg.lr_schedule == "onecycle" and total >= 2:
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.learning_rate, total_steps=total,
+                                                   pct_start=min(max(warm / total, 0.05), 0.5))
+
+    def factor(step: int) -> float:
+        if cfg.lr_schedule != "cosine":
+            return 1.0
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))  # floor at 1 % of the peak
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def set_frozen(model, frozen: bool, device, world: int):
+    """Freeze or unfreeze the backbone; returns the model to call (a new DDP wrapper under torchrun, since
+    DDP registers the trainable parameters when it is built; the model itself otherwise)."""
+    for p in model.backbone.parameters():
+        p.requires_grad_(not frozen)
+    if world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+@contextlib.contextmanager
+def torch_settings(cfg, device, world: int):
+    """Intra-op threads (one core group per local process on CPU), deterministic kernels and cudnn
+    benchmark for the run; the previous settings come back afterwards."""
+    import torch
+
+    prev = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    try:
+        if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            torch.set_num_threads(max(1, cores // max(1, local)))
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        yield
+    finally:
+        torch.set_num_threads(prev[0])
+        torch.use_deterministic_algorithms(prev[1])
+        torch.backends.cudnn.benchmark = prev[2]

@@ -534,19 +534,19 @@ def test_disk_full_while_writing_crops_skips_that_video_and_keeps_the_rest(tmp_p
 
 
 def test_disk_full_while_saving_a_checkpoint_says_how_to_resume(processed_root, tmp_path, monkeypatch, capsys):
-    import dfdlib.trainer as tr
+    import dfdlib.checkpoint as ck
 
     csv = tmp_path / "l.csv"
     write_labels(pd.DataFrame({"filename": ["real/v0", "real/v1", "fake/v0", "fake/v1"], "label": [0, 0, 1, 1],
                                "split": ["train", "val", "train", "val"]}), csv)
-    save_last = tr._Trainer._save_last
+    save_last = ck.save_last
 
-    def full_disk(self, epoch, stopped):
-        if epoch == 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.last_path))
-        save_last(self, epoch, stopped)
+    def full_disk(path, **state):
+        if state["epoch"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        save_last(path, **state)
 
-    monkeypatch.setattr(tr._Trainer, "_save_last", full_disk)
+    monkeypatch.setattr(ck, "save_last", full_disk)
     rc = cli.main(["train", "--csv", str(csv), "--data", str(processed_root), "--out", str(tmp_path / "run"),
                    "--sequence-length", "4", "--batch-size", "2", "--epochs", "3", "--backbone", "tiny",
                    "--weights", "none", "--hidden-dim", "16", "--image-size", "32", "--num-workers", "0",

@@ -396,14 +396,14 @@ def test_a_crash_while_saving_an_improved_epoch_leaves_last_pt_naming_a_best_mod
         return dict(m, accuracy=calls[0] / 10, roc_auc=calls[0] / 10)
 
     monkeypatch.setattr(dfdlib.metrics, "compute_metrics", improving)
-    real_save_last = checkpoint._Checkpointing._save_last
+    real_save_last = checkpoint.save_last
 
-    def failing_save_last(self, epoch, stopped):
-        if epoch == 2:
+    def failing_save_last(path, **state):
+        if state["epoch"] == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save_last(self, epoch, stopped)
+        return real_save_last(path, **state)
 
-    monkeypatch.setattr(checkpoint._Checkpointing, "_save_last", failing_save_last)
+    monkeypatch.setattr(checkpoint, "save_last", failing_save_last)
     cfg = tiny_config(make_tiny_processed(tmp_path / "processed"), tmp_path / "run", num_epochs=3)
     with pytest.raises(OSError, match="rerun with resume=True"):
         train(cfg)
@@ -411,7 +411,7 @@ def test_a_crash_while_saving_an_improved_epoch_leaves_last_pt_naming_a_best_mod
     assert last["epoch"] == 1
     assert (tmp_path / "run" / Path(last["best"]["path"]).name).exists()  # the model last.pt names is there
 
-    monkeypatch.setattr(checkpoint._Checkpointing, "_save_last", real_save_last)
+    monkeypatch.setattr(checkpoint, "save_last", real_save_last)
     result = train(dataclasses.replace(cfg, resume=True))
     assert result.best_model_path.exists() and len(list((tmp_path / "run").glob("model_*.pt"))) <= 2
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 3

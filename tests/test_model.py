@@ -124,7 +124,7 @@ def test_backbone_weights_from_path(tmp_path):
 
 
 def test_imagenet_weights_offline_gives_clear_error(tmp_path, monkeypatch):
-    import dfdlib.model as m
+    import dfdlib.backbones as m
 
     def offline(url):
         raise urllib.error.URLError("no internet")

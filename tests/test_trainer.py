@@ -144,7 +144,7 @@ def test_tiny_model_overfits_and_writes_run_folder(tiny, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("workers,schedule,stop", [(0, "none", "epochs"), (2, "cosine", "kill")])
 def test_resume_matches_uninterrupted_run(tiny, tmp_path, monkeypatch, workers, schedule, stop):
-    from dfdlib import trainer as tr
+    from dfdlib import checkpoint as ck
 
     kw = dict(num_epochs=2, deterministic=True, augment=True, cache=True, grad_accum=2, lr_schedule=schedule,
               warmup_epochs=1, num_workers=workers, batch_size=2, dropout=0.4)
@@ -152,16 +152,16 @@ def test_resume_matches_uninterrupted_run(tiny, tmp_path, monkeypatch, workers, 
     if stop == "epochs":  # the recipe: 1 epoch, then resume with num_epochs=2 (a constant LR)
         train(tiny_config(tiny, tmp_path / "split", **(kw | {"num_epochs": 1})))
     else:  # killed between epochs 1 and 2 of a 2-epoch run (the cosine schedule spans both)
-        save_last = tr._Trainer._save_last
+        save_last = ck.save_last
 
-        def killed(self, epoch, stopped):
-            save_last(self, epoch, stopped)
+        def killed(path, **state):
+            save_last(path, **state)
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(tr._Trainer, "_save_last", killed)
+        monkeypatch.setattr(ck, "save_last", killed)
         with pytest.raises(KeyboardInterrupt):
             train(tiny_config(tiny, tmp_path / "split", **kw))
-        monkeypatch.setattr(tr._Trainer, "_save_last", save_last)
+        monkeypatch.setattr(ck, "save_last", save_last)
     assert state_of(tmp_path / "split" / "last.pt")["epoch"] == 1
     resumed = train(tiny_config(tiny, tmp_path / "split", **(kw | {"resume": True})))
     a, b = state_of(full.last_path), state_of(resumed.last_path)
@@ -257,11 +257,11 @@ def test_no_split_column_is_split_here(tiny, tmp_path, capsys):
 def test_early_stopping_on_flat_validation(tiny, tmp_path, monkeypatch):
     from dfdlib import trainer as tr
 
-    def flat_predict(self, loader, ds):  # the validation loss never improves after epoch 1
-        y = np.array(ds.labels)
+    def flat_evaluate(model, loader, n_items, loss_sum_fn, **kw):  # the validation loss never improves after epoch 1
+        y = np.array(loader.dataset.ds.labels)
         return y, np.full(len(y), 0.5), 0.6931
 
-    monkeypatch.setattr(tr._Trainer, "_predict", flat_predict)
+    monkeypatch.setattr(tr, "evaluate", flat_evaluate)
     res = train(tiny_config(tiny, tmp_path / "es", num_epochs=10, early_stopping=2, monitor="val_loss",
                             max_steps_per_epoch=1))
     assert res.history["epoch"].tolist() == [1, 2, 3]  # best at 1, then 2 epochs without improvement
