@@ -23,7 +23,7 @@ _API = {
     # stage 2: labels
     "LabelsError": "labels", "from_folders": "importers", "from_dfdc_metadata": "importers",
     "from_gobal_metadata": "importers", "validate_labels": "labels", "split_labels": "splits",
-    "read_labels": "labels", "write_labels": "labels", "split_summary": "splits",
+    "read_labels": "labels", "write_labels": "labels", "split_summary": "labels_table",
     "from_processed": "label_sources", "make_labels": "label_sources", "from_frames_dataset": "label_sources",
     # stage 3: model and training
     "FaceSequenceDataset": "data", "build_transforms": "data", "frames_to_clip": "data",

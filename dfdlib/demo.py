@@ -66,7 +66,7 @@ def ensure_processed(src: str | Path, out: str | Path, smoke: bool = False, work
 
 def ensure_labels(processed: str | Path, csv: str | Path, seed: int = 0) -> Path:
     """Write the labels CSV (with a saved split) from the processed folders unless it exists."""
-    from .labels import from_folders
+    from .importers import from_folders
 
     csv = Path(csv)
     if not csv.exists():

@@ -2,8 +2,7 @@
 `metadata.json` (`from_dfdc_metadata`) or the original project's `Gobal_metadata.csv` (`from_gobal_metadata`),
 mapping video names to processed folders, then split (splits.py) and written (labels.py).
 
-Split out of labels.py (which owns the CSV format, read/write and validation); `dfdlib.labels.from_folders`,
-`dfdlib.labels.from_dfdc_metadata` and `dfdlib.labels.from_gobal_metadata` still work.
+Builds on labels_table (schema, cell helpers), labels (write) and splits; nothing there imports this module.
 """
 from __future__ import annotations
 
@@ -13,19 +12,18 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# `log` is labels.py's logger, so records keep the stage's logger name (dfdlib.labels).
-from .labels import (
+from .labels import write_labels
+from .labels_table import (
     LabelsError,
-    _cell,
-    _has_frames,
-    _listed,
-    _not_found,
-    _parse_label,
-    _root,
-    _stem,
-    _warn,
+    cell,
+    check_root,
+    has_frames,
+    listed,
     log,
-    write_labels,
+    not_found,
+    parse_label,
+    stem,
+    warn,
 )
 from .splits import split_labels
 
@@ -55,7 +53,7 @@ def from_folders(processed_root, out_csv=None, real_glob: str = "real/*", fake_g
     Raises FileNotFoundError (no root), ValueError (nothing found, or a folder matched by both globs)."""
     import pandas as pd
 
-    root = _root(processed_root)
+    root = check_root(processed_root)
     found: dict[str, int] = {}
     empty: list[str] = []
     for label, pattern in ((0, real_glob), (1, fake_glob)):
@@ -69,19 +67,19 @@ def from_folders(processed_root, out_csv=None, real_glob: str = "real/*", fake_g
             if found.get(name, label) != label:
                 raise ValueError(f"{name} matches both real_glob {real_glob!r} and fake_glob {fake_glob!r}; "
                                  "make the patterns disjoint")
-            if _has_frames(p):
+            if has_frames(p):
                 found[name] = label
             elif name not in empty:
                 empty.append(name)
     if empty:
-        _warn(f"{len(empty)} folder(s) under {root} hold no frame_*.jpg (no face found?) and were left out: "
-              f"{_listed(empty)}")
+        warn(f"{len(empty)} folder(s) under {root} hold no frame_*.jpg (no face found?) and were left out: "
+              f"{listed(empty)}")
     if not found:
         raise ValueError(f"no folder under {root} matching {real_glob!r} or {fake_glob!r} holds frame_*.jpg "
                          "files: run `dfd preprocess` first, or pass globs that match your layout")
     for label, pattern in ((0, real_glob), (1, fake_glob)):
         if label not in found.values():
-            _warn(f"no {('real', 'fake')[label]} videos: nothing under {root} matching {pattern!r} holds frames")
+            warn(f"no {('real', 'fake')[label]} videos: nothing under {root} matching {pattern!r} holds frames")
     df = pd.DataFrame({"filename": list(found), "label": list(found.values())})
     return _finish(df, out_csv, split, seed)
 
@@ -95,7 +93,7 @@ def _index_folders(root: Path, max_depth: int = 3) -> dict[str, list[str]]:
             subdirs = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
         for name in subdirs:
             p = d / name
-            if _has_frames(p):
+            if has_frames(p):
                 index.setdefault(name, []).append(p.relative_to(root).as_posix())
             elif depth < max_depth:
                 walk(p, depth + 1)
@@ -112,7 +110,7 @@ def _map_records(records: list[tuple[str, str, int, str]], root: Path, source: s
     rows: dict[str, tuple[int, str, str]] = {}
     missing, ambiguous, mismatch, conflicts = [], [], [], []
     for where, name, label, orig in records:
-        cands = index.get(_stem(name), [])
+        cands = index.get(stem(name), [])
         if len(cands) > 1:  # same stem in several folders: prefer the one under real/ or fake/ matching the label
             pref = [c for c in cands if ("real", "fake")[label] in c.split("/")[:-1]]
             cands = pref if len(pref) == 1 else cands
@@ -133,14 +131,14 @@ def _map_records(records: list[tuple[str, str, int, str]], root: Path, source: s
     if conflicts:
         raise LabelsError(source, conflicts, "Fix the labels so each video has one.")
     if missing:
-        _warn(f"{source}: {len(missing)} of {len(records)} video(s) have no processed folder under {root} "
-              f"(not preprocessed, or no face found) and were left out: {_listed(missing)}")
+        warn(f"{source}: {len(missing)} of {len(records)} video(s) have no processed folder under {root} "
+              f"(not preprocessed, or no face found) and were left out: {listed(missing)}")
     if ambiguous:
-        _warn(f"{source}: {len(ambiguous)} video(s) match several processed folders and were left out: "
-              f"{_listed(ambiguous)}")
+        warn(f"{source}: {len(ambiguous)} video(s) match several processed folders and were left out: "
+              f"{listed(ambiguous)}")
     if mismatch:
-        _warn(f"{source}: {len(mismatch)} folder(s) sit under the other class's folder; the metadata label "
-              f"was kept: {_listed(mismatch)}")
+        warn(f"{source}: {len(mismatch)} folder(s) sit under the other class's folder; the metadata label "
+              f"was kept: {listed(mismatch)}")
     if not rows:
         raise ValueError(f"none of the {len(records)} videos in {source} has a processed folder under {root} "
                          "(expected <root>/real/<video name>/frame_0.jpg): check the processed root")
@@ -161,7 +159,7 @@ def from_dfdc_metadata(metadata_json, processed_root, out_csv=None, split=(0.7, 
     records, problems = [], []
     for path in map(Path, paths):
         if not path.is_file():
-            raise _not_found("DFDC metadata", path)
+            raise not_found("DFDC metadata", path)
         try:
             meta = json.loads(path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as e:
@@ -171,15 +169,15 @@ def from_dfdc_metadata(metadata_json, processed_root, out_csv=None, split=(0.7, 
             raise LabelsError(path, [(1, "expected an object {\"video.mp4\": {\"label\": \"FAKE\", ...}}")])
         for name, entry in meta.items():
             entry = entry if isinstance(entry, dict) else {"label": entry}
-            label, _ = _parse_label(entry.get("label"))
+            label, _ = parse_label(entry.get("label"))
             if label is None:
                 problems.append((None, f"{path}: entry {name!r} has label {entry.get('label')!r}; expected REAL or FAKE"))
             else:
-                records.append((str(path), name, label, _cell(entry.get("original")) if label == 1 else ""))
+                records.append((str(path), name, label, cell(entry.get("original")) if label == 1 else ""))
     if problems:
         raise LabelsError(str(paths[0]) if len(paths) == 1 else "DFDC metadata", problems)
     source = str(paths[0]) if len(paths) == 1 else f"{len(paths)} DFDC metadata files"
-    return _finish(_map_records(records, _root(processed_root), source, "dfdc"), out_csv, split, seed)
+    return _finish(_map_records(records, check_root(processed_root), source, "dfdc"), out_csv, split, seed)
 
 
 def from_gobal_metadata(csv_path, processed_root, out_csv=None, split=(0.7, 0.15, 0.15),
@@ -190,20 +188,20 @@ def from_gobal_metadata(csv_path, processed_root, out_csv=None, split=(0.7, 0.15
     FileNotFoundError, LabelsError naming the line of a bad label or a malformed row."""
     path = Path(csv_path)
     if not path.is_file():
-        raise _not_found("Gobal_metadata CSV", path)
+        raise not_found("Gobal_metadata CSV", path)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         rows = [(reader.line_num, [c.strip() for c in cells]) for cells in reader if any(c.strip() for c in cells)]
     if not rows:
         raise LabelsError(path, [(1, "the file is empty; expected lines like `video.mp4,FAKE`")])
     orig_col = None
-    if len(rows[0][1]) >= 2 and _parse_label(rows[0][1][1])[0] is None:  # a header line
+    if len(rows[0][1]) >= 2 and parse_label(rows[0][1][1])[0] is None:  # a header line
         header = [c.lower() for c in rows[0][1]]
         orig_col = header.index("original") if "original" in header else None
         rows = rows[1:]
     records, problems = [], []
     for ln, cells in rows:
-        label = _parse_label(cells[1])[0] if len(cells) >= 2 else None
+        label = parse_label(cells[1])[0] if len(cells) >= 2 else None
         if len(cells) < 2 or not cells[0]:
             problems.append((ln, "expected `video.mp4,REAL` or `video.mp4,FAKE`"))
         elif label is None:
@@ -213,4 +211,4 @@ def from_gobal_metadata(csv_path, processed_root, out_csv=None, split=(0.7, 0.15
             records.append((f"line {ln}", cells[0], label, orig))
     if problems:
         raise LabelsError(path, problems)
-    return _finish(_map_records(records, _root(processed_root), str(path), "gobal_metadata"), out_csv, split, seed)
+    return _finish(_map_records(records, check_root(processed_root), str(path), "gobal_metadata"), out_csv, split, seed)

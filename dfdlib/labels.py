@@ -1,113 +1,40 @@
-"""Stage 2: the labels CSV. Create it from processed folders or import DFDC / Gobal_metadata labels,
-validate it before training, and split it train/val/test without leakage between splits.
+"""Stage 2: the labels CSV: read, write and validate it before training.
 
 Format (docs/design.md): `filename,label[,split,group,original,source]` with a header; `filename` is a
 processed video folder relative to the processed root (`real/video1`), `label` 0 = real, 1 = fake.
 Line numbers in errors are lines of the file (header = line 1), so the user can jump straight to them.
 
-This module owns the format, read/write, validation and the `dfd labels` command; the split is in
-splits.py and the creators/importers in importers.py (their names stay importable from here).
+The schema and helpers are in labels_table.py, the split in splits.py, the creators in importers.py and
+label_sources.py, the `dfd labels` command in labels_cli.py; this module imports only labels_table.
 """
 from __future__ import annotations
 
 import csv
-import logging
-import math
-import os
 import re
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._lazy import lazy_getattr
+from .labels_table import (
+    COLUMNS,
+    SPLITS,
+    VIDEO_EXTENSIONS,
+    LabelsError,
+    cell,
+    check_root,
+    find_leaks,
+    listed,
+    not_found,
+    parse_label,
+    split_summary,
+    warn,
+    warn_imbalance,
+)
 from .utils import DFDLIB_FRAME_RE, frame_files, frame_number, write_csv
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports this module
     import pandas as pd
-
-log = logging.getLogger(__name__)
-
-COLUMNS = ["filename", "label", "split", "group", "original", "source"]  # canonical order when writing
-SPLITS = ("train", "val", "test")
-_TEXT_LABELS = {"real": 0, "fake": 1}
-_VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
-_MAX_SHOWN = 20  # problems listed in one error / names in one warning
-MINORITY_WARN = 0.25  # warn when a split's minority class is below this share
-
-
-class LabelsError(ValueError):
-    """Problems in a labels CSV. The message names the file, each line (header = line 1) and what to do.
-
-    `problems` holds (line or None, text) for every problem found, not only the first.
-    """
-
-    def __init__(self, source: str, problems: list[tuple[int | None, str]], hint: str = ""):
-        # in file order; whole-file problems (no line) last
-        self.problems = sorted(problems, key=lambda p: (p[0] is None, p[0] or 0))
-        self.source, self.hint = str(source), hint
-        where = [f"line {ln}: {msg}" if ln else msg for ln, msg in self.problems]
-        if len(where) == 1:
-            text = f"{self.source}, {where[0]}"
-        else:
-            shown = [f"  {w}" for w in where[:_MAX_SHOWN]]
-            if len(where) > _MAX_SHOWN:
-                shown.append(f"  ... and {len(where) - _MAX_SHOWN} more")
-            text = "\n".join([f"{self.source}: {len(where)} problems:", *shown])
-        super().__init__(text + (f"\n{hint}" if hint else ""))
-
-    def __reduce__(self):  # keep it picklable (worker processes) despite the custom __init__
-        return (type(self), (self.source, self.problems, self.hint))
-
-
-def _warn(msg: str) -> None:
-    warnings.warn(msg, UserWarning, stacklevel=3)
-
-
-def _listed(names: list[str]) -> str:
-    more = f" (+{len(names) - _MAX_SHOWN} more)" if len(names) > _MAX_SHOWN else ""
-    return ", ".join(names[:_MAX_SHOWN]) + more
-
-
-def _cell(v) -> str:
-    """A CSV/DataFrame cell as stripped text; None/NaN → ''."""
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v.__class__.__name__ in ("NAType", "NaTType"):
-        return ""
-    return str(v).strip()
-
-
-def _parse_label(v) -> tuple[int | None, bool]:
-    """(0/1 or None if invalid, whether it was given as REAL/FAKE text)."""
-    s = _cell(v).lower()
-    if s in _TEXT_LABELS:
-        return _TEXT_LABELS[s], True
-    try:
-        f = float(s)
-    except ValueError:
-        return None, False
-    return (int(f), False) if f in (0.0, 1.0) else (None, False)
-
-
-def _stem(name: str) -> str:
-    """Video name or folder path → the processed folder name (`a/b/x.mp4` → `x`)."""
-    base = _cell(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    root, ext = os.path.splitext(base)
-    return root if ext.lower() in _VIDEO_EXT else base
-
-
-def _not_found(what: str, path: Path) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"{what} not found: tried {str(path)!r} (= {path.absolute()}) from working directory {os.getcwd()}. "
-        "Check the path, or give an absolute path."
-    )
-
-
-def _root(processed_root) -> Path:
-    root = Path(processed_root)
-    if not root.is_dir():
-        raise _not_found("processed folder", root)
-    return root
 
 
 def _frames(folder: Path) -> tuple[int, int | None]:
@@ -127,11 +54,6 @@ def _frames(folder: Path) -> tuple[int, int | None]:
     return n, min(set(range(n)) - idx)
 
 
-def _has_frames(folder: Path) -> bool:
-    with os.scandir(folder) as it:
-        return any(frame_number(e.name) is not None and not e.name.startswith(".") for e in it)
-
-
 # ---------------------------------------------------------------- read / write
 
 
@@ -141,7 +63,7 @@ def _read_csv(path) -> tuple[pd.DataFrame, list[int]]:
 
     path = Path(path)
     if not path.is_file():
-        raise _not_found("labels CSV", path)
+        raise not_found("labels CSV", path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -161,7 +83,7 @@ def _read_csv(path) -> tuple[pd.DataFrame, list[int]]:
                    "dfdlib.from_gobal_metadata or `dfd labels PROCESSED --gobal FILE`"
         elif len(header) == 1 and (";" in header[0] or "\t" in header[0]):
             hint = "the file seems separated by ';' or tabs: save it comma-separated"
-        elif _parse_label(header[-1])[0] is not None:
+        elif parse_label(header[-1])[0] is not None:
             hint = "the first line looks like data: add the header line `filename,label`"
         else:
             hint = f"found columns {header}; rename them to filename,label"
@@ -183,11 +105,11 @@ def read_labels(path) -> pd.DataFrame:
     LabelsError for an empty file, a missing `filename`/`label` column or malformed rows.
     Use validate_labels before training: it checks the values and the folders too."""
     df = _read_csv(path)[0]
-    parsed = [_parse_label(v) for v in df["label"]]
+    parsed = [parse_label(v) for v in df["label"]]
     if len(df) and all(lab is not None for lab, _ in parsed):  # typical file: int labels straight away
         df["label"] = np.array([lab for lab, _ in parsed], dtype=np.int64)
         if any(text for _, text in parsed):
-            _warn(f"{path}: labels given as REAL/FAKE text were read as REAL=0, FAKE=1")
+            warn(f"{path}: labels given as REAL/FAKE text were read as REAL=0, FAKE=1")
     return df
 
 
@@ -200,7 +122,7 @@ def write_labels(df: pd.DataFrame, path) -> Path:
         raise ValueError(f"cannot write labels without column(s) {missing}; got {list(df.columns)}")
     cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS and c != "frames"]
     out = df[cols].copy()
-    parsed = [_parse_label(v)[0] for v in out["label"]]
+    parsed = [parse_label(v)[0] for v in out["label"]]
     if None not in parsed:
         out["label"] = parsed
     write_csv(out, path, lineterminator="\n")
@@ -221,7 +143,7 @@ def _as_frame(labels) -> tuple[pd.DataFrame, list[int], str]:
 
 def _norm_filename(raw) -> tuple[str, str | None]:
     """(normalised filename with forward slashes, problem text or None)."""
-    s = _cell(raw).replace("\\", "/")
+    s = cell(raw).replace("\\", "/")
     if not s:
         return s, "empty filename: give the processed folder relative to the processed root, e.g. real/video1"
     if s.startswith("/") or re.match(r"[A-Za-z]:", s) or s == "~" or s.startswith("~/"):
@@ -247,11 +169,9 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
     `group` column so that a split made without groups is checked for leakage too. Raises LabelsError listing every bad row at once; FileNotFoundError for a
     missing CSV or processed root.
     """
-    from .splits import find_leaks, split_summary, warn_imbalance
-
     if short not in ("error", "drop", "pad"):
         raise ValueError(f"short must be 'error', 'drop' or 'pad', got {short!r}")
-    root = _root(processed_root)
+    root = check_root(processed_root)
     df, lines, source = _as_frame(labels)
     missing = [c for c in ("filename", "label") if c not in df.columns]
     if missing:
@@ -260,18 +180,18 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
         raise LabelsError(source, [(None, "no rows: add one row per processed video (filename,label)")])
     for c in df.columns:
         if c != "label":
-            df[c] = [_cell(v) for v in df[c]]
+            df[c] = [cell(v) for v in df[c]]
     problems: list[tuple[int | None, str]] = []
     hint = ""
     y, text_rows = [], 0
     for ln, v in zip(lines, df["label"], strict=True):
-        lab, was_text = _parse_label(v)
+        lab, was_text = parse_label(v)
         text_rows += was_text
         if lab is None:
-            problems.append((ln, f"label {_cell(v)!r} is not 0/1 (or REAL/FAKE): use 0 for real, 1 for fake"))
+            problems.append((ln, f"label {cell(v)!r} is not 0/1 (or REAL/FAKE): use 0 for real, 1 for fake"))
         y.append(lab)
     if text_rows:
-        _warn(f"{source}: {text_rows} label(s) given as REAL/FAKE text were read as REAL=0, FAKE=1")
+        warn(f"{source}: {text_rows} label(s) given as REAL/FAKE text were read as REAL=0, FAKE=1")
     names, seen = [], {}
     for ln, raw in zip(lines, df["filename"], strict=True):
         name, bad = _norm_filename(raw)
@@ -301,7 +221,7 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
         folder = root / name
         if name and name in seen and seen[name] == ln:  # only well-formed, first occurrences
             if not folder.is_dir():
-                stem_dir = folder.with_suffix("") if folder.suffix.lower() in _VIDEO_EXT else None
+                stem_dir = folder.with_suffix("") if folder.suffix.lower() in VIDEO_EXTENSIONS else None
                 tip = (f"give the processed folder {Path(name).with_suffix('').as_posix()!r}, not the video"
                        if stem_dir is not None and stem_dir.is_dir() else
                        "check the name and the processed root, or remove the row")
@@ -328,15 +248,15 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
     df["label"] = y
     df["frames"] = frames
     if short_rows:
-        listed = _listed([f"{names[i]} ({frames[i]})" for i in short_rows])
+        shown = listed([f"{names[i]} ({frames[i]})" for i in short_rows])
         if short == "drop":
-            _warn(f"{source}: left out {len(short_rows)} folder(s) with fewer than {sequence_length or 1} "
-                  f"frames: {listed}")
+            warn(f"{source}: left out {len(short_rows)} folder(s) with fewer than {sequence_length or 1} "
+                  f"frames: {shown}")
             df = df.drop(index=short_rows).reset_index(drop=True)
             lines = [ln for i, ln in enumerate(lines) if i not in set(short_rows)]
         else:
-            _warn(f"{source}: {len(short_rows)} folder(s) have fewer than {sequence_length} frames; their last "
-                  f"frame will be repeated: {listed}")
+            warn(f"{source}: {len(short_rows)} folder(s) have fewer than {sequence_length} frames; their last "
+                  f"frame will be repeated: {shown}")
     if len(set(df["label"])) < 2:  # dropping short folders removed a whole class
         raise LabelsError(source, [(None, _one_class(list(df["label"])) + " (after leaving out short folders)")])
     if "split" in df.columns and df["split"].ne("").any():
@@ -356,25 +276,3 @@ def _one_class(y: list[int]) -> str:
 
 
 # The `dfd labels` command is in labels_cli.py; the labels of a processed tree in any layout in label_sources.py.
-
-# ---------------------------------------------------------------- moved names
-
-# The split lives in splits.py and the creators/importers in importers.py. Both import their helpers from
-# this module, so their names are re-exported lazily (PEP 562) instead of imported at the top: an eager
-# re-export would be an import cycle that breaks whichever module is imported first.
-# `dfdlib.labels.from_folders` and `from dfdlib.labels import split_labels` keep working.
-_MOVED = {
-    **dict.fromkeys(("split_labels", "split_summary", "_group_ids", "_check_ratios", "_warn_imbalance", "_leaks"),
-                    "splits"),
-    **dict.fromkeys(("from_folders", "from_dfdc_metadata", "from_gobal_metadata", "_finish", "_index_folders",
-                     "_map_records"), "importers"),
-    **dict.fromkeys(("check_ratios", "warn_imbalance", "find_leaks"), "splits"),
-    **dict.fromkeys(("from_processed", "from_frames_dataset", "split_official"), "label_sources"),
-}
-
-
-__getattr__ = lazy_getattr(__name__, _MOVED)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_MOVED))

@@ -1,9 +1,7 @@
 """Stage 2, split: train/val/test assignment of a labels frame, seeded, stratified by label, with no
-group (same `group`, or a fake and its `original`) crossing splits; the class balance per split; and the
-leakage check that validate_labels runs on a CSV that already has a split column.
+group (same `group`, or a fake and its `original`) crossing splits.
 
-Split out of labels.py (which owns the CSV format, read/write and validation); `dfdlib.labels.split_labels`
-and `dfdlib.labels.split_summary` still work.
+Builds on labels_table.py (schema, groups, balance, leakage check; re-exported here).
 """
 from __future__ import annotations
 
@@ -11,46 +9,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-# `log` is labels.py's logger, so records keep the stage's logger name (dfdlib.labels).
-from .labels import MINORITY_WARN, SPLITS, LabelsError, _cell, _parse_label, _stem, _warn, log
+from .labels_table import (
+    SPLITS,
+    LabelsError,
+    cell,
+    find_leaks,
+    group_ids,
+    log,
+    parse_label,
+    split_summary,
+    warn_imbalance,
+)
+
+__all__ = ["check_ratios", "split_labels", "split_summary", "find_leaks", "warn_imbalance"]
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports the labels stage
     import pandas as pd
 
 
 # ---------------------------------------------------------------- split
-
-
-def _group_ids(df: pd.DataFrame, y: np.ndarray, group_col: str | None = "group") -> np.ndarray:
-    """Row → group id. Rows sharing a `group_col` value, and a fake with the real video named in its
-    `original` (matched by stem), are joined (union-find); any other row is its own group."""
-    parent = list(range(len(df)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[tuple[str, str], int] = {}
-
-    def link(key: tuple[str, str], i: int) -> None:
-        j = first.setdefault(key, i)
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-
-    if group_col and group_col in df.columns:
-        for i, g in enumerate(df[group_col]):
-            if _cell(g):
-                link(("group", _cell(g)), i)
-    if "original" in df.columns:
-        for i, (name, orig) in enumerate(zip(df["filename"], df["original"], strict=True)):
-            if _cell(orig):
-                link(("video", _stem(orig)), i)
-            elif y[i] == 0:  # a real video is the original of the fakes that name it
-                link(("video", _stem(name)), i)
-    return np.array([find(i) for i in range(len(df))], dtype=np.int64)
 
 
 def check_ratios(ratios) -> np.ndarray:
@@ -76,14 +53,14 @@ def split_labels(df: pd.DataFrame, ratios=(0.7, 0.15, 0.15), seed: int = 0, grou
     """
     r = check_ratios(ratios)
     out = df.copy()
-    parsed = [_parse_label(v)[0] for v in out["label"]]
-    bad = [(i + 2, f"label {_cell(v)!r} is not 0/1 (or REAL/FAKE)")
+    parsed = [parse_label(v)[0] for v in out["label"]]
+    bad = [(i + 2, f"label {cell(v)!r} is not 0/1 (or REAL/FAKE)")
            for i, (p, v) in enumerate(zip(parsed, out["label"], strict=True)) if p is None]
     if bad:
         raise LabelsError("labels (DataFrame)", bad)
     y = np.array(parsed, dtype=np.int64)
-    frame = out.reset_index(drop=True).assign(filename=[_cell(f) for f in out["filename"]])
-    _, gid = np.unique(_group_ids(frame, y, group_col), return_inverse=True)
+    frame = out.reset_index(drop=True).assign(filename=[cell(f) for f in out["filename"]])
+    _, gid = np.unique(group_ids(frame, y, group_col), return_inverse=True)
     n_groups = int(gid.max()) + 1 if len(gid) else 0
     cnt = np.zeros((n_groups, 2), dtype=np.int64)  # rows per group and class
     np.add.at(cnt, (gid, y), 1)
@@ -121,57 +98,3 @@ def split_labels(df: pd.DataFrame, ratios=(0.7, 0.15, 0.15), seed: int = 0, grou
     log.info("class balance per split:\n%s", summary.to_string())
     warn_imbalance(summary, "split")
     return out
-
-
-def split_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Class balance: one row per split (train/val/test, or `all` without a split column) and a total,
-    columns real, fake, total, fake_pct."""
-    import pandas as pd
-
-    y = np.array([_parse_label(v)[0] for v in df["label"]], dtype=float)
-    split = ([_cell(s) or "(none)" for s in df["split"]] if "split" in df.columns else ["all"] * len(df))
-    names = [s for s in SPLITS if s in split] + sorted({s for s in split} - set(SPLITS))
-    rows = {}
-    for name in names + ["total"]:
-        m = np.ones(len(y), bool) if name == "total" else np.array([s == name for s in split], bool)
-        real, fake = int((y[m] == 0).sum()), int((y[m] == 1).sum())
-        rows[name] = {"real": real, "fake": fake, "total": real + fake,
-                      "fake_pct": round(100.0 * fake / (real + fake), 1) if real + fake else float("nan")}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def warn_imbalance(summary: pd.DataFrame, source: str) -> None:
-    notes = []
-    for name, real, fake, total in summary.drop(index="total")[["real", "fake", "total"]].itertuples():
-        if total and min(real, fake) < MINORITY_WARN * total:
-            notes.append(f"{name}: {real} real / {fake} fake")
-    if notes:
-        _warn(f"{source}: strong class imbalance (minority class < {MINORITY_WARN:.0%}) in " + "; ".join(notes)
-              + ". Accuracy is misleading there: read F1/ROC-AUC, or balance the data (more of the rare class).")
-
-
-# ---------------------------------------------------------------- leakage check (validate_labels)
-
-
-def find_leaks(df: pd.DataFrame, lines: list[int] | None = None) -> list[tuple[int | None, str]]:
-    """Leakage in a split labels frame: one (line, text) per group (same `group`, or a fake and its
-    `original`) whose rows sit in different splits; the text names every leaking row with its file line
-    (`lines`, default: as write_labels writes them, header = line 1) and split. [] when nothing leaks."""
-    lines = list(range(2, len(df) + 2)) if lines is None else lines
-    y = np.array([_parse_label(v)[0] if _parse_label(v)[0] is not None else 0 for v in df["label"]])
-    gid = _group_ids(df, y, "group")
-    split = [_cell(s) for s in df["split"]]
-    order = np.argsort(gid, kind="stable")
-    out = []
-    for rows in np.split(order, np.flatnonzero(np.diff(gid[order])) + 1):
-        if len({split[i] for i in rows}) > 1:
-            where = ", ".join(f"{df['filename'].iat[i]} ({split[i] or 'no split'})" for i in rows[:8])
-            more = f" and {len(rows) - 8} more" if len(rows) > 8 else ""
-            out.append((lines[rows[0]],
-                        f"rows of one group (same `group`, or a fake and its `original`) are in different "
-                        f"splits: {where}{more} [lines {', '.join(str(lines[i]) for i in rows[:8])}]"))
-    return out
-
-
-# Old private names, still used by code written before they became public.
-_check_ratios, _warn_imbalance, _leaks = check_ratios, warn_imbalance, find_leaks

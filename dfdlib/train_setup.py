@@ -136,7 +136,8 @@ def gather(obj, world: int) -> list:
 # ------------------------------------------------------------------------------------------- labels
 def read_labels(cfg, log):
     """Validated labels DataFrame with train and val rows (split here 70/15/15 if the CSV has no split)."""
-    from .labels import split_labels, validate_labels
+    from .labels import validate_labels
+    from .splits import split_labels
 
     df = validate_labels(cfg.csv_file, cfg.dataset_path, sequence_length=cfg.sequence_length, short="pad")
     if "split" not in df.columns or df["split"].eq("").all():
@@ -346,3 +347,11 @@ def torch_settings(cfg, device, world: int):
         torch.set_num_threads(prev[0])
         torch.use_deterministic_algorithms(prev[1])
         torch.backends.cudnn.benchmark = prev[2]
+
+
+def oom_message(cfg, epoch: int, last_path: Path) -> str:
+    return (f"CUDA out of memory in epoch {epoch + 1} (batch_size={cfg.batch_size}, sequence_length="
+            f"{cfg.sequence_length}, image_size={cfg.image_size}, amp={cfg.amp}, backbone={cfg.backbone}). "
+            f"Lower batch_size (e.g. {max(1, cfg.batch_size // 2)}) and set grad_accum={cfg.grad_accum * 2} to keep "
+            "the effective batch, or lower sequence_length or image_size; keep amp on. Finished epochs are safe "
+            f"in {last_path}: rerun with resume=True (--resume) after changing batch_size/grad_accum.")

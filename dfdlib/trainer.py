@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import add_dataclass_args, check_choices, config_help, option
+from .config import check_choices, option
 
 
 @dataclass
@@ -225,14 +224,6 @@ def _score(row: dict, monitor: str) -> list:
     return [-math.inf if row["val_auc"] is None else row["val_auc"], -row["val_loss"]]
 
 
-def _oom_message(cfg: TrainConfig, epoch: int, last_path: Path) -> str:
-    return (f"CUDA out of memory in epoch {epoch + 1} (batch_size={cfg.batch_size}, sequence_length="
-            f"{cfg.sequence_length}, image_size={cfg.image_size}, amp={cfg.amp}, backbone={cfg.backbone}). "
-            f"Lower batch_size (e.g. {max(1, cfg.batch_size // 2)}) and set grad_accum={cfg.grad_accum * 2} to keep "
-            "the effective batch, or lower sequence_length or image_size; keep amp on. Finished epochs are safe "
-            f"in {last_path}: rerun with resume=True (--resume) after changing batch_size/grad_accum.")
-
-
 # ------------------------------------------------------------------------------------------ the run
 def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **overrides) -> TrainResult:
     """Train a ResNeXt-LSTM on a labels CSV + processed folders and write the run folder.
@@ -340,7 +331,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                     optimizer.zero_grad(set_to_none=True)
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
-                    raise RuntimeError(_oom_message(cfg, epoch, last_path)) from e
+                    raise RuntimeError(ts.oom_message(cfg, epoch, last_path)) from e
                 finally:
                     bar.close()
                 m = compute_metrics(y, p)
@@ -400,28 +391,3 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                                test_metrics=test, val_metrics=best["metrics"], run_dir=run_dir, threshold=thr)
     finally:
         ts.close_process_group(own_group)
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-_FLAG_ALIASES = {"csv_file": ["--csv"], "dataset_path": ["--data"], "out_dir": ["--out"], "num_epochs": ["--epochs"],
-                 "learning_rate": ["--lr"]}
-
-
-def add_cli(subparsers) -> None:
-    """Register `dfd train`: one flag per TrainConfig field (help from the field metadata) + short names."""
-    p = subparsers.add_parser(
-        "train", help="train the ResNeXt-LSTM detector on a labels CSV + processed faces",
-        description="Example: dfd train --csv labels/labels.csv --data data/processed --out runs/x "
-                    "--sequence-length 20 --epochs 50. Under torchrun it trains with DDP.")
-    p.add_argument("--config", metavar="JSON", default=None, help="TrainConfig fields as a JSON file; flags override it")
-    add_dataclass_args(p, TrainConfig, aliases=_FLAG_ALIASES)
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    given = {k: v for k, v in vars(args).items() if k in config_help(TrainConfig)}
-    base = json.loads(Path(args.config).read_text()) if getattr(args, "config", None) else {}
-    result = train(TrainConfig.from_dict(base | given))
-    if result.run_dir and int(os.environ.get("RANK", "0")) == 0:
-        print(f"run folder: {result.run_dir}")
-    return 0

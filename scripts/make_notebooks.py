@@ -146,8 +146,6 @@ IMPORT_LINES = [
     ("", None),
     ("import dfdlib", None),
     ("from dfdlib import demo", ["demo."]),
-    ("from dfdlib.labels import split_summary", ["split_summary("]),
-    ("from dfdlib.metrics import format_metrics_table", ["format_metrics_table("]),
 ]
 
 
@@ -289,7 +287,7 @@ checked = dfdlib.validate_labels(csv_path, processed)
 print(f"OK: {len(checked)} rows, frames per video {checked['frames'].min()} to {checked['frames'].max()}")"""),
         ("## 4. Class balance per split",
          """\
-summary = split_summary(labels)
+summary = dfdlib.split_summary(labels)
 display(summary)
 summary.drop(index="total")[["real", "fake"]].plot.bar(title="videos per split", ylabel="videos", rot=0)
 plt.show()"""),
@@ -347,7 +345,7 @@ if make_inputs and not csv_path.exists():
     demo.ensure_sample(root / videos_dir, smoke=smoke)
     dfdlib.preprocess_dataset(root / videos_dir, processed, inputs_config)
     demo.ensure_labels(processed, csv_path)
-split_summary(dfdlib.read_labels(csv_path))"""),
+dfdlib.split_summary(dfdlib.read_labels(csv_path))"""),
         ("## 2. Configuration\n\nThe parameters map one to one onto `dfdlib.TrainConfig`; the other fields "
          "(schedule, AMP, class balancing, early stopping, ...) keep their defaults, see "
          "`help(dfdlib.TrainConfig)`.",
@@ -369,7 +367,7 @@ pd.DataFrame.from_dict(config.to_dict(), orient="index", columns=["value"])"""),
          "puts the numbers beside the guide's *good* and *excellent* levels.",
          ["""\
 metrics = result.test_metrics or {}
-print(format_metrics_table(metrics) if metrics else "no test split in the labels CSV")""",
+print(dfdlib.format_metrics_table(metrics) if metrics else "no test split in the labels CSV")""",
           """\
 for png in ("curves", "confusion", "roc"):
     path = Path(result.run_dir) / "plots" / f"{png}.png"
@@ -496,7 +494,7 @@ if split:
         dfdlib.preprocess_dataset(videos, processed, inputs_config)
         demo.ensure_labels(processed, csv_path)
     metrics = dfdlib.evaluate_model(model, csv_path, processed, split=split, out_dir=out, threshold="val")
-    print(format_metrics_table(metrics))
+    print(dfdlib.format_metrics_table(metrics))
     if "by_method" in metrics:  # per method / source: each method's fakes against all reals
         display(pd.DataFrame.from_dict(metrics["by_method"], orient="index").round(3))""",
           """\

@@ -23,7 +23,8 @@ from test_video import _photo, set_rotation, write_video
 from dfdlib import cli
 from dfdlib.evaluate import evaluate_model
 from dfdlib.faces import PreprocessConfig
-from dfdlib.labels import LabelsError, from_folders, validate_labels, write_labels
+from dfdlib.importers import from_folders
+from dfdlib.labels import LabelsError, validate_labels, write_labels
 from dfdlib.model import ResNeXtLSTM, load_model, save_model
 from dfdlib.predict import predict_folder, predict_video
 from dfdlib.preprocess import preprocess_dataset
