@@ -187,3 +187,16 @@ def _cli(args) -> int:
     cfg.seed = int(cfg.seed)
     run_demo(cfg)
     return 0
+
+
+def must_make(path, make_inputs: bool, what: str, how: str) -> bool:
+    """Whether a notebook should build its missing input `path` from the sample set. False when `path`
+    exists; True when it is missing and `make_inputs` is on (the default only in smoke/CI runs); otherwise
+    FileNotFoundError saying how to make it (`how`) or how to opt in to the synthetic sample instead."""
+    if Path(path).exists():
+        return False
+    if make_inputs:
+        print(f"{what} {path} is missing: building it from the generated sample set (make_inputs=True)")
+        return True
+    raise FileNotFoundError(f"{what} {path} does not exist: {how}. Or set make_inputs=True to build it from "
+                            "the generated sample set (synthetic videos: only for trying the notebook out)")

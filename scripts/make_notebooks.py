@@ -252,7 +252,8 @@ def create_csv() -> nbformat.NotebookNode:
         P("split", "list", [0.7, 0.15, 0.15], "train / val / test fractions; papermill: -y 'split: [0.8, 0.1, 0.1]'"),
         P("seed", "int", 0, "seed of the split"),
         P("videos_dir", "str", "data/sample", "only used when processed_dir is missing (see make_inputs)"),
-        P("make_inputs", "bool", True, "if processed_dir is missing, preprocess the sample set into it"),
+        P("make_inputs", "bool", False, "if processed_dir is missing, preprocess the sample set into it (on in smoke "
+          "runs)", smoke=True),
     ]
     derived = """\
 processed = root / processed_dir
@@ -264,7 +265,8 @@ inputs_config = demo.preprocess_config(True) if smoke else dfdlib.PreprocessConf
         ("## 1. The processed folders\n\nIf `processed_dir` does not exist yet (a fresh clone) and `make_inputs` "
          "is on, the sample set is generated and preprocessed first, as `preprocessing.ipynb` would.",
          """\
-if make_inputs and not processed.exists():
+if demo.must_make(processed, make_inputs, "processed_dir", "run preprocessing.ipynb first, or point "
+                  "processed_dir at your processed faces"):
     demo.ensure_sample(root / videos_dir, smoke=smoke)
     dfdlib.preprocess_dataset(root / videos_dir, processed, inputs_config)
 print({label: len({p.parent for p in (processed / label).rglob("frame_*.jpg")})  # video folders, any depth
@@ -328,7 +330,8 @@ def train_nb() -> nbformat.NotebookNode:
         P("seed", "int", 42, "seed for weights, sampling and augmentation"),
         P("resume", "bool", False, "continue an interrupted run from out_dir/last.pt"),
         P("videos_dir", "str", "data/sample", "only used when the labels CSV is missing (see make_inputs)"),
-        P("make_inputs", "bool", True, "if the labels CSV is missing, build it from the sample set first"),
+        P("make_inputs", "bool", False, "if the labels CSV is missing, build it from the sample set first (on in "
+          "smoke runs)", smoke=True),
     ]
     derived = """\
 processed = root / processed_dir
@@ -341,7 +344,8 @@ inputs_config = demo.preprocess_config(True) if smoke else dfdlib.PreprocessConf
         ("## 1. Inputs\n\nIf the labels CSV does not exist yet (a fresh clone) and `make_inputs` is on, the "
          "sample set is generated, preprocessed and labelled first, as the two previous notebooks would.",
          """\
-if make_inputs and not csv_path.exists():
+if demo.must_make(csv_path, make_inputs, "labels_csv", "run Create_csv_from_glob.ipynb first, or point "
+                  "labels_csv at your labels CSV"):
     demo.ensure_sample(root / videos_dir, smoke=smoke)
     dfdlib.preprocess_dataset(root / videos_dir, processed, inputs_config)
     demo.ensure_labels(processed, csv_path)
@@ -420,7 +424,8 @@ def predict_nb() -> nbformat.NotebookNode:
         P("out_dir", "str", "runs/predict", "where predictions, Grad-CAM overlays and metrics.json go"),
         P("explain", "bool", True, "compute Grad-CAM heat maps for the video"),
         P("top_k", "int", 4, "Grad-CAM overlays for the frames that drove the verdict most"),
-        P("make_inputs", "bool", True, "if there is no model, build the sample set and train one first"),
+        P("make_inputs", "bool", False, "if there is no model, build the sample set and train one first (on in "
+          "smoke runs)", smoke=True),
         P("train_dir", "str", "runs/train", "where that fallback model is trained (see make_inputs)"),
     ]
     derived = """\
@@ -439,7 +444,9 @@ inputs_config = demo.preprocess_config(True) if smoke else dfdlib.PreprocessConf
          "and with `make_inputs` on, a model is trained on the sample set first.",
          ["""\
 has_model = models.is_dir() and dfdlib.list_models(models)["error"].isna().any()
-if make_inputs and not model_path and not has_model:
+if not model_path and not has_model and demo.must_make(
+        models / "model_*.pt", make_inputs, "a model in models_dir",
+        "train one with Model_and_train_csv.ipynb and copy it there, or set model_path"):
     demo.ensure_sample(videos, smoke=smoke)
     dfdlib.preprocess_dataset(videos, processed, inputs_config)
     demo.ensure_labels(processed, csv_path)
@@ -490,7 +497,8 @@ if explain and clip is not None:
          "shows each method's fakes scored against all the real videos, and `roc_by_method.png` a curve per method.",
          ["""\
 if split:
-    if make_inputs and not csv_path.exists():
+    if demo.must_make(csv_path, make_inputs, "labels_csv", "give the labels CSV of the videos to evaluate on, "
+                      "or set split=''"):
         dfdlib.preprocess_dataset(videos, processed, inputs_config)
         demo.ensure_labels(processed, csv_path)
     metrics = dfdlib.evaluate_model(model, csv_path, processed, split=split, out_dir=out, threshold="val")
