@@ -9,7 +9,7 @@ built, so `import dfdlib` and `dfd --help` work without it. The page only lays t
 computed lives in app_core.py, and the verdict is `predict_video`'s. Requests are queued (one analysis
 at a time by default: a model and MTCNN on a CPU or one GPU gain nothing from two videos at once), each
 upload is deleted once analysed, and everything Gradio stores lives in one private temporary folder that
-is removed when the app closes or the process exits.
+is removed when the process exits (each app's result files in a subfolder, removed when it closes).
 """
 from __future__ import annotations
 
@@ -25,8 +25,26 @@ _HOWTO = ("Upload one or several videos (or pick an example), choose a model, pr
           "The verdict is the model's estimate, not proof. Uploaded files are deleted once analysed.")
 
 
+_upload_root: Path | None = None
+
+
+def upload_root() -> Path:
+    """The process's private folder for everything Gradio stores (uploads, served images, result files).
+
+    Gradio reads GRADIO_TEMP_DIR from the environment at many points, so it is one folder per process
+    (shared by every app it starts), created on first use with mode 0700 and removed at exit.
+    """
+    global _upload_root
+    if _upload_root is None or not _upload_root.is_dir():
+        _upload_root = Path(tempfile.mkdtemp(prefix="dfd-app-"))
+        atexit.register(shutil.rmtree, _upload_root, True)
+    os.environ["GRADIO_TEMP_DIR"] = str(_upload_root)
+    return _upload_root
+
+
 def _gradio():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
+    upload_root()  # before Gradio is imported: some of its modules read GRADIO_TEMP_DIR at import
     try:
         import gradio as gr
     except ModuleNotFoundError as e:
@@ -90,7 +108,7 @@ def build_app(models_dir: str | Path = "models", max_size_mb: float | None = Non
 
     Takes the models folder, the upload size limit in MB, example videos (a folder with real/ and fake/,
     a list of files, or None), the device and the most faces scored per video. Returns the Blocks, with
-    `dfd_temp_dir` (the private folder holding uploads and results) and `dfd_cache` (the ModelCache).
+    `dfd_temp_dir` (this app's result files, inside upload_root()) and `dfd_cache` (the ModelCache).
     Raises RuntimeError without Gradio.
     """
     gr = _gradio()
@@ -104,11 +122,10 @@ def build_app(models_dir: str | Path = "models", max_size_mb: float | None = Non
     models_dir = Path(models_dir)
     max_mb = float(max_size_mb or core.DEFAULT_MAX_MB)
     max_faces = core.MAX_FACES if max_faces is None else int(max_faces)
-    # Uploads, the images Gradio serves and the result files all go to one private folder: components
-    # read GRADIO_TEMP_DIR when they are created, the server when it starts (launch_app sets it again).
-    temp = Path(tempfile.mkdtemp(prefix="dfd-app-"))
-    atexit.register(shutil.rmtree, temp, True)
-    os.environ["GRADIO_TEMP_DIR"] = str(temp)
+    # Uploads and the images Gradio serves go to the process's private folder, this app's result files
+    # to a subfolder of it (removed by close()).
+    root = upload_root()
+    temp = Path(tempfile.mkdtemp(prefix="app-", dir=root))
     cache = core.ModelCache(device=device)
     example_files = example_videos(examples)
     examples_key = {(p.name, p.stat().st_size) for p in example_files}
@@ -139,7 +156,7 @@ def build_app(models_dir: str | Path = "models", max_size_mb: float | None = Non
             model = cache.get(paths)
         except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
             for f in files:
-                _remove_upload(f, temp, keep)
+                _remove_upload(f, root, keep)
             raise gr.Error(str(e)) from e
         done = []
         for i, f in enumerate(files):
@@ -158,7 +175,7 @@ def build_app(models_dir: str | Path = "models", max_size_mb: float | None = Non
                 a = core.Analysis(Prediction(video=name, status="error",
                                              reason=f"{name}: {type(e).__name__}: {e}"), model_paths=paths)
             finally:
-                _remove_upload(f, temp, keep)
+                _remove_upload(f, root, keep)
             a.prediction.video = name  # the temp path means nothing to the user
             a.prediction.reason = a.prediction.reason.replace(str(f), name)
             done.append((name, a))
@@ -197,10 +214,11 @@ def build_app(models_dir: str | Path = "models", max_size_mb: float | None = Non
                 table = gr.Dataframe(pd.DataFrame(columns=core.RESULT_COLUMNS), label="Results", interactive=False,
                                      wrap=True)
                 faces = gr.Dataframe(label="Per-face scores", interactive=False, visible=False)
-                plot = gr.Plot(label="Score over the clip: P(fake) per window (line), threshold (dashed), "
-                                     "Grad-CAM share per frame (bars)")
-                crops = gr.Gallery(label="Face crops the model looked at", columns=8, height=240, object_fit="contain")
-                cams = gr.Gallery(label="Grad-CAM: the frames that drove the verdict", columns=4, height=300,
+                # The figure carries its own title: Gradio's label box would cover the top of the axes.
+                plot = gr.Plot(label="Score over the clip", show_label=False)
+                crops = gr.Gallery(label="Face crops the model looked at", columns=8, height="auto",
+                                   object_fit="contain")
+                cams = gr.Gallery(label="Grad-CAM: the frames that drove the verdict", columns=4, height="auto",
                                   object_fit="contain")
                 downloads = gr.File(label="Download the result (JSON, CSV)", file_count="multiple")
         run.click(analyse, [files, seq, model, explain],
@@ -232,7 +250,7 @@ def launch_app(models_dir: str | Path = "models", host: str = "127.0.0.1", port:
                       "videos and use the model; use --host 127.0.0.1 unless that is intended", stacklevel=2)
     limit = float(max_size_mb or DEFAULT_MAX_MB)
     demo = build_app(models_dir, limit, examples, device)
-    os.environ["GRADIO_TEMP_DIR"] = str(demo.dfd_temp_dir)  # the server reads it when it starts
+    upload_root()  # the server reads GRADIO_TEMP_DIR when it starts
     demo.queue(default_concurrency_limit=max(1, int(concurrency)), max_size=64)
     # Gradio refuses uploads over twice the limit at the door; between 1x and 2x, check_upload says why.
     block = (not inline) if block is None else bool(block)

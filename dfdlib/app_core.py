@@ -364,7 +364,9 @@ def score_figure(analyses: list[tuple[str, Analysis]]):
         ax.axhline(a.prediction.threshold, ls="--", lw=1, color=line.get_color())
     w = int(done[0][1].windows["end"].iloc[0]) + 1
     ax.set(xlabel="frame of the clip", ylabel="P(fake) per frame" if w == 1 else f"P(fake), {w}-frame windows",
-           ylim=(-0.02, 1.02))
+           ylim=(-0.02, 1.02), title="Score over the clip: P(fake) (line), threshold (dashed)"
+           + (", Grad-CAM share per frame (bars)" if len(done) == 1 and done[0][1].importance is not None else ""))
+    ax.title.set_fontsize(9)
     ax.legend(fontsize=8, loc="lower left", framealpha=0.8)
     return fig
 

@@ -6,6 +6,7 @@ checks, model menu, windows, import laziness) are in test_app_core.py.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 
@@ -20,7 +21,7 @@ pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from dfdlib import app_core  # noqa: E402
-from dfdlib.app import launch_app  # noqa: E402
+from dfdlib.app import launch_app, upload_root  # noqa: E402
 from dfdlib.data import FaceSequenceDataset  # noqa: E402
 from dfdlib.faces import default_detector  # noqa: E402
 from dfdlib.model import ResNeXtLSTM, load_model, save_model  # noqa: E402
@@ -79,7 +80,10 @@ def _video(sample_dir, kind: str, i: int = 0):
 
 
 def _analyse(client, paths, model=app_core.BEST, explain=False):
-    return client.predict([handle_file(str(p)) for p in paths], str(SEQ), model, explain, api_name="/analyse")
+    """The app's 8 outputs; the verdict Markdown as text (its REAL/FAKE badges are HTML spans)."""
+    out = list(client.predict([handle_file(str(p)) for p in paths], str(SEQ), model, explain, api_name="/analyse"))
+    out[0] = re.sub(r"<[^>]+>", "", out[0])
+    return out
 
 
 def _rows(table: dict) -> pd.DataFrame:
@@ -91,18 +95,20 @@ def test_real_and_fake_videos_get_the_right_verdicts(app, client, sample_dir, mo
     verdict, table, _faces, plot, crops, cams, downloads, models_md = _analyse(client, [real, fake], explain=True)
     rows = _rows(table).set_index("video")
     assert rows.loc[real.name, "verdict"] == "REAL" and rows.loc[fake.name, "verdict"] == "FAKE", rows
-    assert f"{real.name}: **REAL**" in verdict and f"{fake.name}: **FAKE**" in verdict
+    assert f"{real.name}: REAL · confidence" in verdict and f"{fake.name}: FAKE · confidence" in verdict
     # The app's numbers are predict_video's on the same model file: nothing re-implemented.
+    # (The table shows 3 decimals; the JSON download has the full values.)
+    results = json.loads(open(next(p for p in downloads if p.endswith(".json"))).read())
     model = load_model(models_dir / MODEL)
-    for video in (real, fake):
+    for video, rec in zip((real, fake), results, strict=True):
         pred = predict_video(model, video, detector=default_detector())
-        assert rows.loc[video.name, "P(fake)"] == pytest.approx(pred.prob_fake, abs=1e-5)
-        assert rows.loc[video.name, "confidence"] == pytest.approx(pred.confidence, abs=1e-5)
+        assert rec["video"] == video.name and rec["prob_fake"] == pytest.approx(pred.prob_fake, abs=1e-6)
+        assert rec["confidence"] == pytest.approx(pred.confidence, abs=1e-6)
+        assert rows.loc[video.name, "P(fake)"] == pytest.approx(pred.prob_fake, abs=1e-3)
     assert len(crops) == 2 * SEQ and len(cams) == 2 * 4  # every crop; the 4 top Grad-CAM frames per video
     assert all("% of the evidence for" in c["caption"] for c in cams)
     assert plot is not None and plot["type"] == "matplotlib"
     assert MODEL in models_md
-    results = json.loads(open(next(p for p in downloads if p.endswith(".json"))).read())
     assert [r["video"] for r in results] == [real.name, fake.name]
     assert all(r["window_scores"] and sum(r["frame_importance"]) == pytest.approx(1, abs=1e-3) for r in results)
     assert results[0]["model"] == [str(models_dir / MODEL)]
@@ -170,6 +176,7 @@ def test_a_model_copied_into_the_folder_is_used_without_restart(app, client, mod
     loads = app.dfd_cache.loads
     verdict, table, *_ = _analyse(client, [fake], model=app_core.ENSEMBLE)
     assert _rows(table)["verdict"].tolist() == ["FAKE"] and MODEL in verdict and second.name in verdict
+    assert "uncalibrated" in verdict  # an ensemble's threshold is the members' mean until calibrated
     assert app.dfd_cache.loads == loads + 2  # the ensemble's two members
     with pytest.raises(Exception, match="not .or no longer. a readable model file"):
         _analyse(client, [fake], model="../outside.pt")
@@ -197,7 +204,8 @@ def test_uploads_are_deleted_after_analysis(app, client, sample_dir, tmp_path):
     upload = tmp_path / "my_private_clip.mp4"
     shutil.copy(_video(sample_dir, "real", 3), upload)
     _analyse(client, [upload])
-    assert not list(app.dfd_temp_dir.rglob(upload.name))
+    assert upload_root() in app.dfd_temp_dir.parents  # every file the app keeps is in its private folder
+    assert not list(upload_root().rglob(upload.name))
 
 
 def test_per_face_scores_for_a_video_with_two_faces(models_dir, sample_dir, tmp_path):
