@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -274,9 +275,11 @@ def launch_app(models_dir: str | Path = "models", host: str = "127.0.0.1", port:
 def _cli_app(args) -> int:
     if args.host not in LOCAL_HOSTS:
         print(f"warning: listening on {args.host}: anyone on your network can use the app (and see the models "
-              "folder's listing); use --host 127.0.0.1 to keep it on this machine")
-    launch_app(args.models, args.host, args.port, args.share, max_size_mb=args.max_size_mb,
-               examples=args.examples or None, device=args.device, concurrency=args.concurrency)
+              "folder's listing); use --host 127.0.0.1 to keep it on this machine", file=sys.stderr)
+    with warnings.catch_warnings():  # said above, in the CLI's words
+        warnings.filterwarnings("ignore", message="the app listens on")
+        launch_app(args.models, args.host, args.port, args.share, max_size_mb=args.max_size_mb,
+                   examples=args.examples or None, device=args.device, concurrency=args.concurrency)
     return 0
 
 

@@ -108,3 +108,17 @@ def test_import_dfdlib_and_cli_help_do_not_import_gradio():
             "assert 'gradio' not in sys.modules, 'gradio imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_dfd_app_cli_defaults_to_localhost_and_warns_for_other_hosts(monkeypatch, capsys):
+    import dfdlib.app as app_module
+    from dfdlib import cli
+
+    args = cli.build_parser().parse_args(["app"])
+    assert (args.models, args.host, args.port, args.share) == ("models", "127.0.0.1", 7860, False)
+    calls = []
+    monkeypatch.setattr(app_module, "launch_app", lambda *a, **k: calls.append((a, k)))
+    assert cli.main(["app", "--models", "my_models", "--host", "0.0.0.0", "--port", "8000", "--share"]) == 0
+    assert calls[0][0] == ("my_models", "0.0.0.0", 8000, True)
+    assert "anyone on your network can use the app" in capsys.readouterr().err
+    assert cli.main(["app"]) == 0 and calls[1][0][1] == "127.0.0.1" and not capsys.readouterr().err
