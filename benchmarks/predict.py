@@ -98,7 +98,7 @@ def original_predict(video: Path, legacy_file: Path, seq: int, detector, image_s
 
 
 def app_rows(model_file: Path, video: Path, seq: int, size: int, repeats: int) -> list[tuple]:
-    """(name, wall, None) rows: one video through the web app via gradio_client, warm, without/with Grad-CAM."""
+    """(name, wall, cpu) rows: one video through the web app via gradio_client, warm, without/with Grad-CAM."""
     import shutil
 
     from gradio_client import Client, handle_file
@@ -120,10 +120,11 @@ def app_rows(model_file: Path, video: Path, seq: int, size: int, repeats: int) -
 
         request(False)  # the first request loads the model into the app's cache
         for explain in (False, True):
-            wall, _, _ = timed(lambda e=explain: request(e), repeats)
+            # The server runs in this process, so CPU s counts the app's analysis as for predict_video.
+            wall, cpu, _ = timed(lambda e=explain: request(e), repeats)
             what = "predict_video + window scores" + (" + Grad-CAM" if explain else "")
             rows.append((f"dfdlib web app via gradio_client, {size} px, warm ({what}, upload, result files)",
-                         wall, None))
+                         wall, cpu))
     finally:
         app.close()
     return rows
