@@ -2,7 +2,7 @@
 registry (a model copied into it is used on the next request, no restart).
 
     dfd app [--models models] [--host 127.0.0.1] [--port 7860] [--share]
-    dfdlib.launch_app(models_dir="models", inline=True)     # in a notebook cell
+    from dfdlib.app import launch_app; launch_app("models", inline=True)   # in a notebook cell
 
 Built with Gradio (`pip install dfdlib[app]`), imported only in this module and only when the app is
 built, so `import dfdlib` and `dfd --help` work without it. The page only lays things out; what is

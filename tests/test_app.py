@@ -250,6 +250,9 @@ def test_close_removes_the_temp_folder_and_wide_hosts_warn(models_dir, monkeypat
 def test_browser_uploads_a_video_and_shows_the_verdict(app, sample_dir, tmp_path):
     """Headless Chromium (Debian's chromium + chromium-driver) uses the page as a person would.
 
+    Skipped unless `apt-get install chromium chromium-driver` and `pip install selenium` were done (CI
+    does neither: the gradio_client tests above cover the same requests).
+
     The screenshot goes to tmp_path, or to $DFD_APP_SCREENSHOT (docs/app.png for the README).
     """
     import os
