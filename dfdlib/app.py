@@ -217,9 +217,9 @@ def build_app(models_dir: str | Path = "models", max_size_mb: float | None = Non
                 faces = gr.Dataframe(label="Per-face scores", interactive=False, visible=False)
                 # The figure carries its own title: Gradio's label box would cover the top of the axes.
                 plot = gr.Plot(label="Score over the clip", show_label=False)
-                crops = gr.Gallery(label="Face crops the model looked at", columns=8, height="auto",
+                crops = gr.Gallery(label="Face crops the model looked at", columns=10, height=170,
                                    object_fit="contain")
-                cams = gr.Gallery(label="Grad-CAM: the frames that drove the verdict", columns=4, height="auto",
+                cams = gr.Gallery(label="Grad-CAM: the frames that drove the verdict", columns=4, height=260,
                                   object_fit="contain")
                 downloads = gr.File(label="Download the result (JSON, CSV)", file_count="multiple")
         run.click(analyse, [files, seq, model, explain],

@@ -277,15 +277,25 @@ def test_browser_uploads_a_video_and_shows_the_verdict(app, sample_dir, tmp_path
         wait = WebDriverWait(driver, 120)
         driver.get(app.local_url)
         video = _video(sample_dir, "fake", 3)
+        # The page is live once its load event has filled in the models table.
+        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), MODEL))
         upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#videos input[type=file]")))
         upload.send_keys(str(video))
-        wait.until(ec.text_to_be_present_in_element((By.ID, "videos"), video.name))
+        try:
+            WebDriverWait(driver, 60).until(ec.text_to_be_present_in_element((By.ID, "videos"), video.name))
+        except Exception:
+            driver.save_screenshot(str(tmp_path / "upload_failed.png"))
+            raise AssertionError(f"the upload did not show up; page: {tmp_path / 'upload_failed.png'}") from None
         wait.until(ec.element_to_be_clickable((By.ID, "analyse"))).click()
         wait.until(ec.text_to_be_present_in_element((By.ID, "verdict"), f"{video.name}: FAKE"))
         verdict = driver.find_element(By.ID, "verdict")
         assert verdict.is_displayed() and "confidence" in verdict.text
         gallery_images = driver.find_elements(By.CSS_SELECTOR, "img")
         assert len(gallery_images) >= SEQ  # the face crops (and Grad-CAM overlays) are on the page
+        # Images load lazily: wait until every one on the page has been fetched and decoded.
+        wait.until(lambda d: d.execute_script(
+            "return [...document.images].every(i => i.loading !== 'lazy' ? i.complete && i.naturalWidth > 0"
+            " : (i.loading = 'eager', false) || (i.complete && i.naturalWidth > 0));"))
         shot = Path(os.environ.get("DFD_APP_SCREENSHOT") or tmp_path / "app.png")
         shot.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(shot))
