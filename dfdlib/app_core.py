@@ -210,22 +210,26 @@ def face_scores(model, frames, detections, sequence_length: int, max_faces: int 
         d = np.asarray(d, dtype=np.float64).reshape(-1, 5)
         side = np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
         dets.append(d[(d[:, 4] >= cfg.min_confidence) & (side >= cfg.min_face_size)])
-    faces = []
-    for k in range(1, max(1, int(max_faces)) + 1):
+    tracks = []  # found first (cheap), scored only when there are several: one face costs nothing extra
+    for _ in range(max(1, int(max_faces))):
         boxes, _ = track_main_face(dets, cfg.track_iou)
         found = sum(b is not None for b in boxes)
         if found == 0 or found < math.ceil(cfg.min_detected * len(boxes) - 1e-9):
             break
-        filled, _ = fill_missing(boxes)
+        tracks.append((fill_missing(boxes)[0], found))
+        # Remove this face's detections and look for the next most prominent one.
+        dets = [d if b is None else d[~np.all(np.isclose(d[:, :4], np.asarray(b)[None, :4]), axis=1)]
+                for d, b in zip(dets, boxes, strict=True)]
+    if len(tracks) < 2:
+        return []
+    faces = []
+    for k, (filled, found) in enumerate(tracks, 1):
         crops = [crop_face(f, b, cfg.margin, cfg.size) for f, b in zip(frames, filled, strict=True)]
         prob = score_crops(model, crops, sequence_length)
         faces.append({"face": k, "prob_fake": round(prob, 6), "label": "FAKE" if prob >= threshold else "REAL",
                       "confidence": round(verdict_confidence(prob, threshold), 6),
                       "frames": int(found), "box": [round(float(v), 1) for v in np.median(np.array(filled), axis=0)]})
-        # Remove this face's detections and look for the next most prominent one.
-        dets = [d if b is None else d[~np.all(np.isclose(d[:, :4], np.asarray(b)[None, :4]), axis=1)]
-                for d, b in zip(dets, boxes, strict=True)]
-    return faces if len(faces) > 1 else []
+    return faces
 
 
 def window_scores(model, clip, window: int | None = None) -> pd.DataFrame:
