@@ -246,7 +246,6 @@ def test_close_removes_the_temp_folder_and_wide_hosts_warn(models_dir, monkeypat
         launch_app(models_dir, host="0.0.0.0", block=False)
 
 
-@pytest.mark.slow
 def test_browser_uploads_a_video_and_shows_the_verdict(app, sample_dir, tmp_path):
     """Headless Chromium (Debian's chromium + chromium-driver) uses the page as a person would.
 
