@@ -11,7 +11,11 @@ Both sides run the same ResNeXt50-LSTM architecture (random weights: timing does
 on the same video, side by side in one process. Not a test: prints a table and writes it to
 benchmarks/results/predict.md.
 
-    python benchmarks/predict.py [--seconds 10] [--repeats 3] [--image-size 112 224]
+The app rows (skipped without Gradio, or with --no-app) time one video sent through the web app
+(`dfd app`, started in this process on a free local port) with gradio_client: upload, queue, the app's
+analysis (predict_video + per-window scores; with Grad-CAM in the second row) and the result files.
+
+    python benchmarks/predict.py [--seconds 10] [--repeats 3] [--image-size 112 224] [--no-app]
 """
 from __future__ import annotations
 
@@ -93,6 +97,39 @@ def original_predict(video: Path, legacy_file: Path, seq: int, detector, image_s
     return "REAL" if int(logits.argmax(1)) == 1 else "FAKE"
 
 
+def app_rows(model_file: Path, video: Path, seq: int, size: int, repeats: int) -> list[tuple]:
+    """(name, wall, cpu) rows: one video through the web app via gradio_client, warm, without/with Grad-CAM."""
+    import shutil
+
+    from gradio_client import Client, handle_file
+
+    from dfdlib.app import launch_app
+
+    models = WORK / f"app_models_{size}"
+    models.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model_file, models / model_file.name)
+    app = launch_app(models, port=None, examples=None, device="cpu", block=False, quiet=True)
+    rows = []
+    try:
+        client = Client(app.local_url, verbose=False, download_files=False)
+
+        def request(explain):
+            verdict = client.predict([handle_file(str(video))], str(seq), "best", explain, api_name="/analyse")[0]
+            assert "confidence" in verdict, verdict  # a verdict, not an error message
+            return verdict
+
+        request(False)  # the first request loads the model into the app's cache
+        for explain in (False, True):
+            # The server runs in this process, so CPU s counts the app's analysis as for predict_video.
+            wall, cpu, _ = timed(lambda e=explain: request(e), repeats)
+            what = "predict_video + window scores" + (" + Grad-CAM" if explain else "")
+            rows.append((f"dfdlib web app via gradio_client, {size} px, warm ({what}, upload, result files)",
+                         wall, cpu))
+    finally:
+        app.close()
+    return rows
+
+
 def decode_only(video: Path) -> None:
     import cv2
 
@@ -120,6 +157,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, nargs="+", default=[112, 224], help="our model's input size(s)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of our warm pipeline (median)")
     ap.add_argument("--baseline-repeats", type=int, default=1, help="timed runs of the original approach")
+    ap.add_argument("--no-app", action="store_true", help="skip the web app rows")
     ap.add_argument("--out", default=str(ROOT / "results" / "predict.md"))
     args = ap.parse_args()
 
@@ -159,6 +197,14 @@ def main() -> None:
 
         wall_m, cpu_m, _ = timed(forward, args.repeats)
         rows.append((f"&nbsp;&nbsp;stage: ResNeXt50-LSTM forward, {seq} x {size} px", wall_m, cpu_m))
+        if not args.no_app:
+            try:
+                import gradio  # noqa: F401
+            except ModuleNotFoundError:
+                print("gradio not installed (pip install 'dfdlib[app]'): no app rows")
+                args.no_app = True
+            else:
+                rows += app_rows(ours_file, video, seq, size, args.repeats)
     t_base, c_base, _ = timed(lambda: original_predict(video, legacy_file, seq, detector), args.baseline_repeats)
     rows.append(("original approach (112 px): build model + decode all + MTCNN on every full-res frame",
                  t_base, c_base))

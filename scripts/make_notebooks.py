@@ -512,6 +512,11 @@ for png in sorted(out.glob("*.png")) if split else []:
          "registry, press *Predict*. (Under papermill this panel is only drawn; use the `video` and "
          "`model_path` parameters instead.)",
          WIDGETS),
+        ("## 7. The web app (optional)\n\nThe same page as `dfd app --models MODELS_DIR`, inside this notebook: "
+         "upload videos, pick a model or an ensemble, get verdicts, face crops, a score plot, Grad-CAM and a "
+         "JSON/CSV download. Models copied into the folder appear without a restart. Needs "
+         "`pip install 'dfdlib[app]'`; not started in smoke mode (CI).",
+         APP_CELL),
     ]
     return notebook(
         "Predict: is this video real or fake?",
@@ -557,6 +562,20 @@ length.observe(show_models, names="value")
 button.on_click(on_predict)
 show_models()
 widgets.VBox([widgets.HBox([upload, length]), widgets.HBox([choice, button]), panel])"""
+
+
+# The web app inline (Gradio): only when it is installed, and never in smoke mode, so nbval does not wait on it.
+APP_CELL = """\
+import importlib.util
+
+if smoke:
+    print("smoke mode: the web app is not started")
+elif importlib.util.find_spec("gradio") is None:
+    print("the web app needs Gradio: pip install 'dfdlib[app]', then run this cell again")
+else:
+    from dfdlib.app import launch_app
+
+    app = launch_app(models, port=None, inline=True, examples=videos)  # app.close() stops it"""
 
 
 BUILDERS = {
