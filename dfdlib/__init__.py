@@ -38,6 +38,8 @@ _API = {
     "evaluate_model": "evaluate", "calibrate_threshold": "evaluate", "Ensemble": "ensemble", "predict_many": "predict", "uploaded_video": "predict",
     "list_models": "registry", "best_model": "registry",
     "grad_cam": "explain", "save_cam_overlays": "explain",
+    # step 6 of the guide: the web app (optional extra dfdlib[app])
+    "launch_app": "app", "build_app": "app",
     "run_demo": "demo",
     "env_report": "utils", "resolve_device": "utils", "seed_everything": "utils",
 }
