@@ -55,7 +55,7 @@ def _gradio():
 
 def example_videos(examples) -> list[Path]:
     """Up to 2 real + 2 fake videos from `examples` (a folder with real/ and fake/, or a list of files)."""
-    from .predict import find_videos
+    from .video import find_videos
 
     if not examples:
         return []

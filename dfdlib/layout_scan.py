@@ -16,9 +16,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Files that are certainly not videos; anything else is tried and reported if unreadable.
-NOT_VIDEO = {".txt", ".json", ".csv", ".md", ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ini", ".db", ".pdf",
-             ".zip", ".tar", ".gz", ".py", ".ipynb", ".xml", ".html", ".log", ".srt", ".vtt", ".pt"}
+from .video import find_videos
+
 CLASSES = ("real", "fake")
 _TEXT_LABELS = {"real": "real", "fake": "fake", "0": "real", "1": "fake", "0.0": "real", "1.0": "fake"}
 
@@ -44,21 +43,8 @@ class Sample:
 
 
 def list_videos(folder: Path, recursive: bool = False) -> list[Path]:
-    """Video candidates in `folder` (sorted; hidden and certainly-not-video files skipped; a broken
-    link is kept so that it is reported, not silently lost)."""
-    out = []
-    if recursive:
-        for d, dirs, files in os.walk(folder, followlinks=False):
-            dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-            out += [Path(d) / f for f in files]
-    else:
-        out = list(folder.iterdir())
-    keep = []
-    for p in out:
-        broken = p.is_symlink() and not p.exists()
-        if (p.is_file() or broken) and not p.name.startswith(".") and p.suffix.lower() not in NOT_VIDEO:
-            keep.append(p)
-    return sorted(keep, key=lambda p: p.as_posix())
+    """Videos in `folder` (video.find_videos: by extension, sorted, hidden skipped, broken links kept)."""
+    return find_videos(folder, recursive)
 
 
 def _abs(p: Path) -> str:

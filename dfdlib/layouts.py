@@ -18,7 +18,6 @@ from pathlib import Path
 
 from .layout_scan import (
     CELEB_DIRS,
-    NOT_VIDEO,
     LayoutError,
     Sample,
     class_dirs,
@@ -31,7 +30,7 @@ from .layout_scan import (
     scan_real_fake,
 )
 
-__all__ = ["LAYOUTS", "NOT_VIDEO", "LayoutError", "Sample", "detect_layout", "find_samples", "layout_report",
+__all__ = ["LAYOUTS", "LayoutError", "Sample", "detect_layout", "find_samples", "layout_report",
            "samples_frame"]
 
 # name → (expected tree shown in errors, scanner). Detection tries them in this order.

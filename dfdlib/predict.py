@@ -22,7 +22,7 @@ import pandas as pd
 from .ensemble import Ensemble, as_model, members_of, sequence_length_of, threshold_of
 from .metrics import verdict_confidence
 from .utils import write_csv
-from .video import VIDEO_EXTENSIONS  # the same files the preprocess stage treats as videos
+from .video import VIDEO_EXTENSIONS, find_videos  # the same files the preprocess stage treats as videos
 
 MODEL_EXTENSIONS = (".pt", ".pth")
 _warned: set[str] = set()
@@ -210,19 +210,6 @@ def _extract(path: Path, cfg, detector):
             if short.status != "too_short":
                 return short
     return res
-
-
-def find_videos(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Video files (video.VIDEO_EXTENSIONS, any case) in `folder`, sorted; a video file gives itself."""
-    folder = Path(folder)
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is neither a video file nor a folder")
-    found = folder.rglob("*") if recursive else folder.glob("*")
-    # A dangling or looping symlink is kept so its row says so, instead of the video silently missing.
-    return sorted(p for p in found if (p.is_file() or (p.is_symlink() and not p.exists()))
-                  and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
 
 
 @contextlib.contextmanager

@@ -20,6 +20,27 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
                     ".3gp", ".ts", ".mts", ".m2ts", ".ogv")
 
 
+def is_video_file(path: str | Path) -> bool:
+    """The one definition of "is a video" in dfdlib: the extension (any case) is in VIDEO_EXTENSIONS."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def find_videos(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Video files (is_video_file) in `folder`, sorted by path; hidden files and folders are skipped; a
+    video file gives itself. A dangling or looping symlink is kept, so that the stage reading it reports it
+    instead of the video silently missing. Raises FileNotFoundError when `folder` is neither."""
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is neither a video file nor a folder")
+    found = []
+    for d, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(x for x in dirs if not x.startswith(".")) if recursive else []
+        found += [Path(d) / f for f in files if not f.startswith(".") and is_video_file(f)]
+    return sorted((p for p in found if p.is_file() or (p.is_symlink() and not p.exists())), key=lambda p: p.as_posix())
+
+
 class VideoError(Exception):
     """A video that cannot be used; `kind` is "unreadable" or "too_short" (the preprocess report status)."""
 
