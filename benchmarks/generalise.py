@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     work = Path(a.work) / f"seed{a.seed}_{a.n_real}_{a.n_fake}{'_gt' if a.gt_crops else ''}"
     t0 = time.time()
+    load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
     times = {}
     videos, methods = sample_set(work, a.n_real, a.n_fake, a.seed)
     times["sample videos"] = time.time() - t0
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
         print(f"{name}: " + ", ".join(f"{k} AUC {v:.3f}" for k, v in results[name].items()), flush=True)
     total = time.time() - t0
     train_counts = {n: pd.read_csv(c).query("split == 'train'").label.value_counts().to_dict() for n, c in csvs.items()}
-    lines = write_report(a, results, counts, train_counts, times, total, labels)
+    lines = write_report(a, results, counts, train_counts, times, total, labels, load0)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
@@ -155,19 +156,31 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_report(a, results, counts, train_counts, times, total, labels) -> list[str]:
+def cpu_model() -> str:
+    """The CPU's model name (as `lscpu | grep 'Model name'` shows it), or the platform's machine name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_report(a, results, counts, train_counts, times, total, labels, load0=None) -> list[str]:
     import torch
 
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    start = f"{load0[0]:.1f} at the start, " if load0 else ""
     tests = list(next(iter(results.values())))
     lines = [
         "## Generalisation: self-blend training (real videos only) vs training on one fake family",
         "",
         f"Command: `python benchmarks/generalise.py{' --gt-crops' if a.gt_crops else ''} --seed {a.seed} "
         f"--epochs {a.epochs} --n-real {a.n_real} --n-fake {a.n_fake}`  ",
-        f"Machine: {platform.machine()} AMD EPYC with AVX512-BF16, {os.cpu_count()} CPU cores, no GPU, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads; shared with other jobs (load average "
-        f"{load[0]:.1f} at the end).  ",
+        f"Machine: {platform.machine()} {cpu_model()}, {os.cpu_count()} CPU cores, no GPU, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads; shared with other jobs (1-min load average "
+        f"{start}{load[0]:.1f} at the end).  ",
         f"Data: sample set, 320x240, 2 s, {a.n_real} real + {a.n_fake} self-blend (A) + {a.n_fake} swap (B) "
         f"videos; {'true-box crops' if a.gt_crops else 'MTCNN preprocess'}, 8 frames/video, 64 px crops. Model: "
         f"tiny backbone, 64 px, T=8, hidden 64, {a.epochs} epochs, lr 3e-3, best epoch by val ROC-AUC "

@@ -20,6 +20,8 @@ class DemoConfig:
     smoke: bool = False                        # tiny sizes for CI / notebook smoke runs (seconds, not minutes)
     seed: int = 0                              # one seed for data generation, split and training
     device: str = "auto"                       # "auto" uses a GPU when there is one
+    fakes: str = "none"                        # TrainConfig.fakes: "self-blend" trains on the real videos
+                                               # + their self-blends (val/test keep the sample's fakes)
 
 
 # Sizes for the full demo (≤ 10 min on 2 CPU cores) and the smoke run (CI, notebooks under nbval).
@@ -75,8 +77,9 @@ def ensure_labels(processed: str | Path, csv: str | Path, seed: int = 0) -> Path
 
 
 def train_config(processed: str | Path, csv: str | Path, out: str | Path, smoke: bool = False,
-                 seed: int = 0, device: str = "auto"):
-    """A TrainConfig with the tiny CPU backbone, sized for the demo or a smoke run."""
+                 seed: int = 0, device: str = "auto", fakes: str = "none"):
+    """A TrainConfig with the tiny CPU backbone, sized for the demo or a smoke run; `fakes` as in
+    TrainConfig ("self-blend": train on the real videos and their self-blends only)."""
     from .trainer import TrainConfig
 
     s = sizes(smoke)
@@ -85,7 +88,7 @@ def train_config(processed: str | Path, csv: str | Path, out: str | Path, smoke:
         sequence_length=s["sequence_length"], batch_size=s["batch_size"], num_epochs=s["epochs"],
         learning_rate=3e-3, weight_decay=1e-4, backbone="tiny", weights=None, hidden_dim=s["hidden_dim"],
         image_size=s["image_size"], seed=seed, device=device, num_workers=0, early_stopping=0,
-        warmup_epochs=0 if smoke else 1,
+        warmup_epochs=0 if smoke else 1, fakes=fakes,
     )
 
 
@@ -129,7 +132,7 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
     step("preprocess")
     ensure_labels(cfg.processed, cfg.labels, cfg.seed)
     step("labels")
-    result = train(train_config(cfg.processed, cfg.labels, out, cfg.smoke, cfg.seed, cfg.device))
+    result = train(train_config(cfg.processed, cfg.labels, out, cfg.smoke, cfg.seed, cfg.device, cfg.fakes))
     step("train")
     model = load_model(result.best_model_path)
     test = evaluate_model(model, cfg.labels, cfg.processed, split="test", out_dir=out / "evaluate",

@@ -328,6 +328,8 @@ def train_nb() -> nbformat.NotebookNode:
         P("num_workers", "int", 2, "DataLoader worker processes", smoke=0),
         P("max_steps_per_epoch", "int", 0, "stop each epoch after this many batches; 0 for all"),
         P("seed", "int", 42, "seed for weights, sampling and augmentation"),
+        P("fakes", "str", "none", "training fakes: 'none', 'self-blend' (real videos + their self-blends) "
+          "or 'mixed' (the CSV's fakes too)"),
         P("resume", "bool", False, "continue an interrupted run from out_dir/last.pt"),
         P("videos_dir", "str", "data/sample", "only used when the labels CSV is missing (see make_inputs)"),
         P("make_inputs", "bool", False, "if the labels CSV is missing, build it from the sample set first (on in "
@@ -359,7 +361,7 @@ config = dfdlib.TrainConfig(
     sequence_length=sequence_length, batch_size=batch_size, learning_rate=learning_rate,
     num_epochs=num_epochs, device=device, backbone=backbone, weights=weights or None, hidden_dim=hidden_dim,
     image_size=image_size, num_workers=num_workers, max_steps_per_epoch=max_steps_per_epoch or None, seed=seed,
-    resume=resume,
+    fakes=fakes, resume=resume,
 )
 print(dfdlib.env_report().get("gpus", "no GPU: training on the CPU"))
 pd.DataFrame.from_dict(config.to_dict(), orient="index", columns=["value"])"""),

@@ -82,6 +82,14 @@ def test_jitter_moves_the_mask_a_little(crops):
     a, b = masks[0] > 0.5, masks[-1] > 0.5
     iou = (a & b).sum() / (a | b).sum()
     assert not np.array_equal(masks[0], masks[-1]) and iou > 0.8
+    clip = ds.read_uint8(i)
+    source = ds.base.read_uint8(ds.items[i][0])
+    diff = (clip.int() - source.int()).abs().amax(dim=1).numpy()
+    assert not diff[masks == 0].any()  # each frame still changes only inside its own mask
+    still = SelfBlendDataset(dataset(crops), "self-blend", seed=0, vary=False)
+    _, fixed = still.read_uint8(i, masks=True)
+    assert np.array_equal(fixed[0], fixed[-1])  # the same draw without jitter: one mask
+    assert ((fixed[0] > 0.5) ^ a).sum() < 0.1 * a.sum()  # jitter only nudges it
 
 
 # ---------------------------------------------------------------------------------------------- labels
@@ -150,26 +158,77 @@ def test_crop_ellipse_from_boxes_and_keypoints():
 
 
 # ------------------------------------------------------------------------------------ the trainer mode
-def test_train_on_real_videos_only_with_self_blend(crops, tmp_path):
-    """All-real train split + val/test with labelled fakes: trains, and the model file loads weights_only."""
-    from dfdlib.trainer import TrainConfig, train
+def _train_cfg(root, csv, out, **kw):
+    from dfdlib.trainer import TrainConfig
 
+    return TrainConfig(dataset_path=str(root), csv_file=str(csv), out_dir=str(out), sequence_length=4,
+                       batch_size=2, num_epochs=1, device="cpu", num_workers=0, backbone="tiny", weights=None,
+                       hidden_dim=16, image_size=32, early_stopping=0, warmup_epochs=0, show_progress=False,
+                       fakes="self-blend", **kw)
+
+
+@pytest.fixture(scope="module")
+def real_only_split(crops, tmp_path_factory):
+    """labels.csv with an all-real train split; val and test hold labelled fakes of both families."""
     root, df = crops
     df = df.copy()  # real_000..002, fake_000 (self-blend), swap_000: the train split holds one real video
     df["split"] = df["filename"].map({"real/real_000": "train", "real/real_001": "val", "real/real_002": "test",
                                       "fake/fake_000": "val", "fake/swap_000": "test"})
     assert df["split"].notna().all() and set(df[df.split == "train"].label) == {0}
-    csv = tmp_path / "labels.csv"
+    csv = tmp_path_factory.mktemp("labels") / "labels.csv"
     df.to_csv(csv, index=False)
-    cfg = TrainConfig(dataset_path=str(root), csv_file=str(csv), out_dir=str(tmp_path / "run"), sequence_length=4,
-                      batch_size=2, num_epochs=1, device="cpu", num_workers=0, backbone="tiny", weights=None,
-                      hidden_dim=16, image_size=32, early_stopping=0, warmup_epochs=0, show_progress=False,
-                      fakes="self-blend")
-    res = train(cfg)
+    return root, df, csv
+
+
+def test_train_on_real_videos_only_with_self_blend(real_only_split, tmp_path, monkeypatch):
+    """Trains from real videos alone; self-blends never reach val/test; the model file loads weights_only
+    and predicts."""
+    from dfdlib.evaluate import evaluate_model
+    from dfdlib.model import load_model
+    from dfdlib.trainer import train
+
+    root, df, csv = real_only_split
+    blended, built = [], []  # (clip read) filenames of every self-blend made; every SelfBlendDataset made
+    read, init = SelfBlendDataset.read_uint8, SelfBlendDataset.__init__
+
+    def spy_read(self, index, masks=False):
+        if self.is_blend(index):
+            blended.append(self.base.filenames[self.items[index][0]])
+        return read(self, index, masks)
+
+    def spy_init(self, base, *a, **kw):
+        built.append(list(base.filenames))
+        init(self, base, *a, **kw)
+
+    monkeypatch.setattr(SelfBlendDataset, "read_uint8", spy_read)
+    monkeypatch.setattr(SelfBlendDataset, "__init__", spy_init)
+    res = train(_train_cfg(root, csv, tmp_path / "run"))
+    train_names = df[df.split == "train"].filename.tolist()
+    assert built == [train_names]  # one self-blend dataset: the training split's
+    assert blended and set(blended) == set(train_names)
+    for split, m in (("val", res.val_metrics), ("test", res.test_metrics)):
+        rows = df[df.split == split]  # the dataset's own videos, nothing added
+        assert (m["n_real"], m["n_fake"]) == ((rows.label == 0).sum(), (rows.label == 1).sum())
+    doc = json.loads((res.run_dir / "metrics.json").read_text())
+    assert doc["test"]["n"] == (df.split == "test").sum() and doc["val"]["n"] == (df.split == "val").sum()
+    assert len(res.history) == 1 and np.isfinite(res.history["train_loss"]).all()
+
     state = torch.load(res.best_model_path, map_location="cpu", weights_only=True)
     assert state["meta"]["train"]["fakes"] == "self-blend"
-    assert len(res.history) == 1 and np.isfinite(res.history["train_loss"]).all()
-    from dfdlib.model import load_model
-
     model = load_model(res.best_model_path, "cpu")
     assert model.meta["train"]["fakes"] == "self-blend"
+    out = evaluate_model(model, df, root, split=None, threshold=0.5, progress=False, device="cpu",
+                         out_dir=tmp_path / "eval")
+    assert out["n"] == len(df) and out["roc_auc"] is not None
+    probs = pd.read_csv(tmp_path / "eval" / "predictions.csv")["prob_fake"].to_numpy()
+    assert probs.size == len(df) and np.isfinite(probs).all() and ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_self_blend_run_is_reproducible_with_its_seed(real_only_split, tmp_path):
+    from dfdlib.trainer import train
+
+    root, _, csv = real_only_split
+    runs = [train(_train_cfg(root, csv, tmp_path / f"run{k}", seed=s)) for k, s in enumerate((3, 3, 4))]
+    w = [torch.load(r.best_model_path, map_location="cpu", weights_only=True)["state_dict"] for r in runs]
+    assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])  # same seed: same blends, same weights
+    assert not all(torch.equal(w[0][k], w[2][k]) for k in w[0])
