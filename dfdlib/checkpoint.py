@@ -21,7 +21,7 @@ import torch
 LAST_FORMAT = "dfdlib-last/1"
 # Fields that may differ between a run and its resumption without changing what is being trained.
 RESUME_FREE = {"resume", "num_epochs", "show_progress", "num_workers", "device", "early_stopping", "out_dir",
-               "dataset_path", "csv_file", "max_steps_per_epoch", "cache"}
+               "dataset_path", "csv_file", "max_steps_per_epoch", "cache_dir"}  # not `cache`: disk resizes first
 BEST_GLOB = "model_*_final_data.pt"
 
 

@@ -155,6 +155,15 @@ def _load_clip(folder: Path, names: list[str], sequence_length: int, sampling: s
     return torch.stack([decoded[i] for i in idx]), len(names), padded
 
 
+def _resize_uint8(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 clip (T, 3, H, W) → (T, 3, size, size), antialiased (as the eval transform resizes)."""
+    if clip.shape[-2:] == (size, size):
+        return clip
+    from torchvision.transforms.v2 import functional as F
+
+    return F.resize(clip, [size, size], antialias=True)
+
+
 def pad_frames(clip: torch.Tensor, n_real: int) -> torch.Tensor:
     """Marks a short clip's padding: frames from `n_real` on (repeats of the last frame) become all zeros.
 
@@ -217,17 +226,17 @@ class FaceSequenceDataset(Dataset):
     Takes a labels CSV path or DataFrame (filename,label[,split]) with filenames relative to
     `processed_root`, the clip length, an optional split filter (str or list), a transform (default: eval
     `build_transforms` when `image_size` is given, else normalisation only), the frame sampling, and
-    `cache=True` to keep each decoded uint8 clip in memory so later epochs skip JPEG decoding. The cache
-    lives in the process that reads: with DataLoader workers each worker fills its own copy (use
-    persistent_workers=True to keep it between epochs, and mind RAM: T*3*H*W bytes per clip).
+    `cache`: "disk" (clips resized to `store_size` once, kept in a dfdlib.clipstore file shared by all
+    workers through the page cache: memory does not grow with the dataset), "ram" (each reading process
+    keeps its own uint8 copy: T*3*H*W bytes a clip, per worker), or "off" (decode the JPEGs every time).
     Raises ValueError naming the row for unsafe paths, bad labels, and (unless `skip_bad`) missing or
     empty folders; with skip_bad=True those rows are dropped, warned about and listed in `skipped`.
     Clips padded by repeating their last frame are listed in `padded` and warned about once.
     """
 
     def __init__(self, labels_csv, processed_root, sequence_length: int, split=None, transform=None,
-                 sampling: str = "even", cache: bool = False, image_size: int | None = None,
-                 skip_bad: bool = False):
+                 sampling: str = "even", cache: str | bool = "off", image_size: int | None = None,
+                 skip_bad: bool = False, store_size: int | None = None, store_dir=None):
         import pandas as pd
 
         self.root = Path(processed_root)
@@ -296,8 +305,20 @@ class FaceSequenceDataset(Dataset):
         if transform is None:
             transform = build_transforms(False, image_size) if image_size else _normalise_only()
         self.transform = transform
-        self.cache = bool(cache)
+        self.cache = {True: "ram", False: "off", None: "off"}.get(cache, cache)
+        if self.cache not in ("disk", "ram", "off"):
+            raise ValueError(f"cache must be 'disk', 'ram' or 'off', got {cache!r}")
         self._cache: dict[int, torch.Tensor] = {}
+        self.store_size, self.store = (int(store_size or image_size or 0) or None), None
+        if self.cache == "disk":
+            if not self.store_size:
+                raise ValueError("cache='disk' needs store_size (the training image_size)")
+            from .clipstore import open_store
+
+            shape = (self.sequence_length, 3, self.store_size, self.store_size)
+            used = [[names[i] for i in sorted(set(select_indices(len(names), self.sequence_length, sampling)[0]))]
+                    for names in self._frames]
+            self.store = open_store([self.root / f for f in self.filenames], used, shape, sampling, store_dir)
 
     @property
     def labels(self) -> list[int]:
@@ -309,11 +330,19 @@ class FaceSequenceDataset(Dataset):
 
     def read_uint8(self, index: int) -> torch.Tensor:
         """The selected, padded uint8 RGB clip (T, 3, H, W) before the transform (from the cache if on)."""
+        if self.store is not None:
+            stored = self.store.get(index)
+            if stored is not None:
+                return torch.from_numpy(stored)
         clip = self._cache.get(index)
         if clip is None:
             clip, _, _ = _load_clip(self.root / self.filenames[index], self._frames[index], self.sequence_length,
                                     self.sampling)
-            if self.cache:
+            if self.cache == "disk":  # what the store returns later, so every epoch sees the same input
+                clip = _resize_uint8(clip, self.store_size)
+                if self.store is not None:
+                    self.store.put(index, clip.numpy())
+            elif self.cache == "ram":
                 self._cache[index] = clip
         return clip
 

@@ -193,7 +193,7 @@ def train_dataset(part, cfg, augment_in_workers: bool):
     if tf is None:
         tf = resize_only(cfg.image_size) if cfg.augment else build_transforms(False, cfg.image_size)
     return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, transform=tf, sampling=cfg.sampling,
-                               cache=cfg.cache)
+                               cache=cfg.cache, store_size=cfg.image_size, store_dir=cfg.cache_dir)
 
 
 def build_data(df, cfg, device, rank: int, world: int, augment_in_workers: bool = True, log=print) -> Data:
@@ -211,7 +211,8 @@ def build_data(df, cfg, device, rank: int, world: int, augment_in_workers: bool 
         if not len(part):
             return None
         return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, sampling=cfg.sampling,
-                                   transform=build_transforms(False, cfg.image_size), cache=cfg.cache)
+                                   transform=build_transforms(False, cfg.image_size), cache=cfg.cache,
+                                   store_size=cfg.image_size, store_dir=cfg.cache_dir)
 
     from .selfblend import wrap_train  # fakes="self-blend"/"mixed": self-blends join the train split only
 
@@ -224,7 +225,8 @@ def build_data(df, cfg, device, rank: int, world: int, augment_in_workers: bool 
         inner = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     sampler = SeededIndices(inner, cfg.seed, rank)
     pin = device.type == "cuda"
-    # Persistent workers keep their in-memory clip cache across epochs (each worker caches its own).
+    # Persistent train workers; the val workers persist only to keep a RAM cache (cache='ram'): with the disk
+    # store they would hold memory between evaluations for nothing.
     train_loader = DataLoader(SeededDataset(train_ds), batch_size=cfg.batch_size, sampler=sampler,
                               generator=torch.Generator().manual_seed(cfg.seed), num_workers=cfg.num_workers,
                               pin_memory=pin, persistent_workers=cfg.num_workers > 0)
@@ -236,7 +238,7 @@ def build_data(df, cfg, device, rank: int, world: int, augment_in_workers: bool 
                           num_workers=cfg.num_workers, pin_memory=pin,
                           persistent_workers=persistent and cfg.num_workers > 0)
 
-    return Data(train_ds, val_ds, test_ds, sampler, train_loader, eval_loader(val_ds, cfg.cache),
+    return Data(train_ds, val_ds, test_ds, sampler, train_loader, eval_loader(val_ds, cfg.cache == "ram"),
                 eval_loader(test_ds, False))
 
 

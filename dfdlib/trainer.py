@@ -71,7 +71,9 @@ class TrainConfig:
     augment_on: str = option("auto", "where augmentation runs: 'device' (the training device, batched; workers "
                              "only decode), 'workers' (DataLoader workers, CPU), 'auto' = device on CUDA else "
                              "workers", ("auto", "device", "workers"))
-    cache: bool = option(True, "keep decoded uint8 clips in memory: no JPEG decoding after epoch 1")
+    cache: str = option("disk", "decoded clips: 'disk' (one uint8 store at image_size, shared by all workers; "
+                        "memory does not grow with the data), 'ram' (a copy per worker), 'off'", ("disk", "ram", "off"))
+    cache_dir: str | None = option(None, "clip store folder (none = $DFD_CLIP_STORE or ~/.cache/dfdlib/clips)")
     resume: bool = option(False, "continue from <out_dir>/last.pt (exactly, see dfdlib.trainer)")
     deterministic: bool = option(False, "deterministic kernels (slower); exact-resume tests use it")
     max_steps_per_epoch: int | None = option(None, "cap optimizer steps per epoch (smoke runs); none = full epoch")
@@ -81,6 +83,7 @@ class TrainConfig:
                         "dfdlib.selfblend), 'mixed' (the split's fakes too)", ("none", "self-blend", "mixed"))
 
     def __post_init__(self):
+        self.cache = {True: "disk", False: "off"}.get(self.cache, self.cache)  # configs saved before 'disk'
         for k, v in dataclasses.asdict(self).items():
             if isinstance(v, os.PathLike):
                 setattr(self, k, os.fspath(v))

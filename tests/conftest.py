@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import os
 
+import tempfile
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up noise out of test logs
+# The training clip store of this test session (and its notebook kernels / torchrun children), not ~/.cache.
+os.environ.setdefault("DFD_CLIP_STORE", tempfile.mkdtemp(prefix="dfd-clips-"))
 
 import pytest
 
