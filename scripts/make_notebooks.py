@@ -79,10 +79,14 @@ if "google.colab" in sys.modules:
     colab = os.environ.get("DFD_COLAB_ROOT", "/content")
     drive.mount(f"{colab}/drive")  # runs go to Drive (colab_root below), so a disconnect loses nothing
     drive_copy = f"{colab}/drive/MyDrive/dfdlib"  # this repository uploaded to Drive, if you did
-    clone = f"{colab}/dfdlib"
+    clone = f"{colab}/dfdlib-repo"  # not "dfdlib": in the working folder that name would shadow the package
     repo_url = os.environ.get("DFD_REPO_URL", "@REPO_URL@")  # from pyproject.toml [project.urls]
     pip = os.environ.get("DFD_PIP", f"{sys.executable} -m pip").split()
     tried = []
+
+    def installed():
+        spec = importlib.util.find_spec("dfdlib")
+        return spec is not None and spec.origin is not None  # a bare folder named dfdlib is no install
 
     def run(what, *cmd):
         """Run cmd; True if it worked, else its last error line goes into `tried`."""
@@ -108,11 +112,11 @@ if "google.colab" in sys.modules:
                 return False
         return install(clone)
 
-    if importlib.util.find_spec("dfdlib") is None:
+    if not installed():
         source = next((name for name, attempt in (("Google Drive", from_drive), (repo_url, from_git),
                                                   ("PyPI", lambda: install("dfdlib"))) if attempt()), None)
         importlib.invalidate_caches()
-        if source is None or importlib.util.find_spec("dfdlib") is None:
+        if source is None or not installed():
             raise SystemExit("dfdlib could not be installed:\n  " + "\n  ".join(tried) + "\nUpload the dfdlib "
                              "repository folder (with its pyproject.toml) to Google Drive as MyDrive/dfdlib, "
                              "then run this cell again.")
