@@ -402,6 +402,8 @@ run_dir = root / out_dir
 print(f"faces : {processed}\\nlabels: {csv_path}\\nrun   : {run_dir}\\nsmoke : {smoke}")
 print(f"resume: {resume}; after an interruption or a disconnect, rerun with resume=True to continue from "
       f"{run_dir / 'last.pt'}")
+if (run_dir / "last.pt").exists() and not resume:
+    print(f"WARNING: {run_dir} holds an earlier run; with resume=False training replaces it (resume=True continues it)")
 # Used only to build missing inputs: the preprocessing notebook's defaults (tiny sizes in smoke mode).
 inputs_config = demo.preprocess_config(True) if smoke else dfdlib.PreprocessConfig()"""
     sections = [
