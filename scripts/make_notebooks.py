@@ -27,11 +27,15 @@ NOTEBOOKS = ROOT / "notebooks"
 def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
     """The repository URL, from pyproject.toml's [project.urls] Repository (its one source): the Colab cell
     clones it when dfdlib is neither installed nor on Drive. Raises ValueError if pyproject has none."""
+    text = pyproject.read_text(encoding="utf-8")
     try:
         import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-    urls = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"].get("urls", {})
+    except ImportError:  # Python 3.10 has no tomllib: read the one key of the [project.urls] table
+        table = re.search(r"^\[project\.urls\]\n(.*?)(?=^\[|\Z)", text, re.S | re.M)
+        found = table and re.search(r'^Repository\s*=\s*"([^"]+)"', table.group(1), re.M)
+        urls = {"Repository": found.group(1)} if found else {}
+    else:
+        urls = tomllib.loads(text)["project"].get("urls", {})
     if not urls.get("Repository"):
         raise ValueError(f"{pyproject}: add Repository = \"https://...\" under [project.urls] (the Colab cell clones it)")
     return urls["Repository"]

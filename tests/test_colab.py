@@ -25,7 +25,7 @@ import pytest
 try:
     import tomllib
 except ImportError:  # Python 3.10
-    import tomli as tomllib
+    tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
