@@ -7,8 +7,10 @@ process, alternating, and report training clips/s (the training loop only, valid
             ToPILImage → Resize → ToTensor → Normalize per frame, every epoch; fp32; Adam; batch 4;
             shuffle; `loss.item()` per step.
   ours      `dfdlib.train` with its defaults (uint8 clip cache, clip-level transforms v2 with
-            augmentation, AdamW, cosine schedule, grad clipping, AMP = "auto" = off on CPU) — and again
-            with amp="bf16" (autocast; fast on CPUs with AVX512-BF16/AMX and on GPUs).
+            augmentation, AdamW, cosine schedule, grad clipping, amp="auto": bf16 on GPUs of compute
+            capability >= 8.0 and on CPUs with AVX512-BF16/AMX, fp16 on older GPUs, else off; channels_last
+            on CUDA) — and again with amp="bf16" forced.
+The data_wait column is ours' fraction of step time spent waiting for the DataLoader (history.csv).
 Epoch 1 of ours fills the cache, so "steady" = epochs 2.. and "all" = every epoch are both reported.
 Writes benchmarks/results/train.md.
 
@@ -127,7 +129,21 @@ def run_ours(root: Path, csv: Path, out: Path, backbone: str, image_size: int, s
                       amp=amp, early_stopping=0, show_progress=False)
     res = train(cfg)
     shutil.rmtree(out, ignore_errors=True)
-    return res.history["clips_per_s"].tolist()
+    waits = res.history["data_wait"].tolist() if "data_wait" in res.history else []
+    return res.history["clips_per_s"].tolist(), waits
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its native-bf16 flags (what amp="auto" goes by), e.g. "AMD EPYC; avx512_bf16"."""
+    from dfdlib.amp import cpu_bf16_flags
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.partition(":")[2].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}; native bf16: {', '.join(cpu_bf16_flags()) or 'none'}"
 
 
 def main(argv=None) -> int:
@@ -152,7 +168,9 @@ def main(argv=None) -> int:
     repeats = 1 if args.quick else args.repeats
     on_gpu = args.device.startswith("cuda")
     amps = ["auto", "bf16"]
+    load_start = os.getloadavg()[0]
     rows = []
+    waits: dict[tuple[str, str], list[float]] = {}
     work = Path(tempfile.mkdtemp(prefix="dfd-bench-train-"))
     try:
         for name in setups:
@@ -163,32 +181,37 @@ def main(argv=None) -> int:
             for r in range(repeats):
                 res["original"].append(run_original(root, csv, backbone, size, seq, epochs, args.device, args.workers))
                 for a in amps:
-                    res[f"ours amp={a}"].append(run_ours(root, csv, work / "run", backbone, size, seq, epochs,
-                                                         args.device, args.workers, a))
+                    speeds, wait = run_ours(root, csv, work / "run", backbone, size, seq, epochs, args.device,
+                                            args.workers, a)
+                    res[f"ours amp={a}"].append(speeds)
+                    waits.setdefault((name, f"ours amp={a}"), []).extend(wait[1:] or wait)
                 print(f"[{name}] repeat {r + 1}: " + ", ".join(f"{k} {np.median(v[-1][1:] or v[-1]):.2f}"
                                                                  for k, v in res.items()), flush=True)
             base = np.median([s for run in res["original"] for s in run[1:] or run])
             for k, runs in res.items():
                 steady = float(np.median([s for run in runs for s in (run[1:] or run)]))
                 every = float(np.median([np.mean(run) for run in runs]))
+                wait = waits.get((name, k))
                 rows.append((name, f"{backbone}, {size}px, T={seq}, batch 4, {2 * n} train clips", k, steady, every,
-                             steady / base))
+                             steady / base, f"{np.median(wait):.2f}" if wait else "—"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    dev = torch.cuda.get_device_name(0) if on_gpu else (platform.processor() or platform.machine())
+    dev = torch.cuda.get_device_name(0) if on_gpu else cpu_model()
     lines = [
         "# Training throughput: dfdlib trainer vs the original notebook loop",
         "",
         f"Device: {args.device} ({dev}), torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s), "
         f"{os.cpu_count()} CPUs visible, DataLoader workers {args.workers} (both sides), {epochs} epochs x "
         f"{repeats} alternating repeats, medians. Command: `python benchmarks/train.py "
-        f"{' '.join(argv if argv is not None else sys.argv[1:])}`.",
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`. Load average (1 min) {load_start:.1f} at "
+        f"start, {os.getloadavg()[0]:.1f} at the end.",
         "",
-        "| setup | what | trainer | clips/s steady (epochs 2+) | clips/s all epochs | speed-up vs original (steady) |",
-        "|---|---|---|---:|---:|---:|",
+        "| setup | what | trainer | clips/s steady (epochs 2+) | clips/s all epochs | speed-up vs original (steady) "
+        "| data_wait (steady) |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| {a} | {b} | {c} | {d:.2f} | {e:.2f} | {f:.2f}x |" for a, b, c, d, e, f in rows]
+    lines += [f"| {a} | {b} | {c} | {d:.2f} | {e:.2f} | {f:.2f}x | {g} |" for a, b, c, d, e, f, g in rows]
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)

@@ -23,8 +23,23 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
-# Where Colab clones the repository from. Change it to your fork (or a private copy) before using Colab.
-REPO_URL = "https://github.com/dfdlib/dfdlib.git"
+
+def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
+    """The repository URL, from pyproject.toml's [project.urls] Repository (its one source): the Colab cell
+    clones it when dfdlib is neither installed nor on Drive. Raises ValueError if pyproject has none."""
+    text = pyproject.read_text(encoding="utf-8")
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10 has no tomllib: read the one key of the [project.urls] table
+        table = re.search(r"^\[project\.urls\]\n(.*?)(?=^\[|\Z)", text, re.S | re.M)
+        found = table and re.search(r'^Repository\s*=\s*"([^"]+)"', table.group(1), re.M)
+        urls = {"Repository": found.group(1)} if found else {}
+    else:
+        urls = tomllib.loads(text)["project"].get("urls", {})
+    if not urls.get("Repository"):
+        raise ValueError(f"{pyproject}: add Repository = \"https://...\" under [project.urls] (the Colab cell clones it)")
+    return urls["Repository"]
+
 
 # Smoke sizes: the same numbers as dfdlib.demo.SMOKE (checked by tests/test_notebooks.py).
 SMOKE = dict(frames=8, crop=64, sequence_length=8, image_size=64, epochs=1, batch_size=4, hidden_dim=32)
@@ -51,32 +66,82 @@ def P(name, type_, default, help_, **kw) -> Param:
 
 # ---- cells shared by every notebook ------------------------------------------------------------------
 
-COLAB = f'''\
-# Colab only: fetch and install dfdlib, mount Google Drive. On Jupyter or in CI this cell does nothing.
+# The Colab cell. Its paths under /content can be moved with DFD_COLAB_ROOT, its pip command replaced with DFD_PIP
+# and the URL with DFD_REPO_URL: tests/test_colab.py runs it against a temp "Colab" with a local git repository.
+COLAB_TEMPLATE = r'''
+# Colab only: mount Google Drive, install dfdlib if it is missing. On Jupyter or in CI this cell does nothing.
 import os
-import subprocess
 import sys
 
-REPO_URL = "{REPO_URL}"  # your fork of this repository
 if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/dfdlib"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/dfdlib"], check=True)
-        # Colab already has torch, TensorFlow, OpenCV, pandas...: add only what it lacks, and install dfdlib
-        # without dependencies so pip does not put tensorflow-cpu beside Colab's own tensorflow.
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mtcnn", "papermill"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "/content/dfdlib"], check=True)
+    import importlib.util
+    import shutil
+    import subprocess
+
     from google.colab import drive
 
-    drive.mount("/content/drive")  # your videos can live in /content/drive/MyDrive/...
-    os.chdir("/content/dfdlib/notebooks")  # the relative default paths below then work as in a clone'''
+    colab = os.environ.get("DFD_COLAB_ROOT", "/content")
+    drive.mount(f"{colab}/drive")  # runs go to Drive (colab_root below), so a disconnect loses nothing
+    drive_copy = f"{colab}/drive/MyDrive/dfdlib"  # this repository uploaded to Drive, if you did
+    clone = f"{colab}/dfdlib-repo"  # not "dfdlib": in the working folder that name would shadow the package
+    repo_url = os.environ.get("DFD_REPO_URL", "@REPO_URL@")  # from pyproject.toml [project.urls]
+    pip = os.environ.get("DFD_PIP", f"{sys.executable} -m pip").split()
+    tried = []
+
+    def installed():
+        spec = importlib.util.find_spec("dfdlib")
+        return spec is not None and spec.origin is not None  # a bare folder named dfdlib is no install
+
+    def run(what, *cmd):
+        """Run cmd; True if it worked, else its last error line goes into `tried`."""
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        if done.returncode:
+            tried.append(f"{what}: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
+        return done.returncode == 0
+
+    def install(source):
+        # without dependencies: Colab has torch, TensorFlow, OpenCV...; no tensorflow-cpu beside its tensorflow
+        return run(f"pip install {source}", *pip, "install", "-q", "--no-deps", source)
+
+    def from_drive():
+        if os.path.isfile(f"{drive_copy}/pyproject.toml"):
+            return install(drive_copy)
+        tried.append(f"Drive: no {drive_copy}/pyproject.toml")
+        return False
+
+    def from_git():
+        if not os.path.isfile(f"{clone}/pyproject.toml"):
+            shutil.rmtree(clone, ignore_errors=True)  # a clone that stopped half way
+            if not run(f"git clone {repo_url}", "git", "clone", "-q", "--depth", "1", repo_url, clone):
+                return False
+        return install(clone)
+
+    if not installed():
+        source = next((name for name, attempt in (("Google Drive", from_drive), (repo_url, from_git),
+                                                  ("PyPI", lambda: install("dfdlib"))) if attempt()), None)
+        importlib.invalidate_caches()
+        if source is None or not installed():
+            raise SystemExit("dfdlib could not be installed:\n  " + "\n  ".join(tried) + "\nUpload the dfdlib "
+                             "repository folder (with its pyproject.toml) to Google Drive as MyDrive/dfdlib, "
+                             "then run this cell again.")
+        if not run("pip install mtcnn papermill", *pip, "install", "-q", "mtcnn", "papermill"):  # Colab lacks them
+            raise SystemExit(f"dfdlib is installed but {tried[-1]}: check the runtime's internet access, then "
+                             "run this cell again.")
+        print(f"installed dfdlib from {source}")'''.lstrip("\n")
+COLAB = COLAB_TEMPLATE.replace("@REPO_URL@", repository_url())
 
 SMOKE_LINE = 'smoke = smoke or bool(os.environ.get("DFD_SMOKE") or os.environ.get("CI"))'
 ROOT_LINES = '''\
-# Relative paths are relative to the repository root; a smoke run keeps its files under runs/smoke/.
-root = Path(project_root).resolve() / ("runs/smoke" if smoke else "")'''
+# Relative paths start at the repository root, on Colab at colab_root (on Drive: a disconnect keeps the files);
+# a smoke run keeps its files under runs/smoke/.
+on_colab = "google.colab" in sys.modules
+root = Path(colab_root if on_colab and colab_root else project_root).resolve() / ("runs/smoke" if smoke else "")
+print(f"root  : {root}" + (" (on Google Drive: kept after a disconnect)" if "/drive/" in str(root) else ""))'''
 
 COMMON_HEAD = [
     P("project_root", "str", "..", "repository root, relative to this notebook's folder (or absolute)"),
+    P("colab_root", "str", "/content/drive/MyDrive/dfdlib_runs", "on Colab, relative paths start here instead "
+      "(on Drive, so a disconnect loses nothing); '' uses project_root"),
 ]
 COMMON_TAIL = [
     P("smoke", "bool", False, "tiny quick run (CI): small sizes, files under runs/smoke/; also on with env DFD_SMOKE or CI"),
@@ -138,6 +203,7 @@ Set `smoke=True` for a tiny run that finishes in about a minute on a CPU."""
 IMPORT_LINES = [
     ("%matplotlib inline", None),  # figures render inline even when no pyplot figure was made first
     ("import os", None),
+    ("import sys", None),
     ("from pathlib import Path", None),
     ("", None),
     ("import matplotlib.pyplot as plt", ["plt."]),
@@ -340,6 +406,10 @@ processed = root / processed_dir
 csv_path = root / labels_csv
 run_dir = root / out_dir
 print(f"faces : {processed}\\nlabels: {csv_path}\\nrun   : {run_dir}\\nsmoke : {smoke}")
+print(f"resume: {resume}; after an interruption or a disconnect, rerun with resume=True to continue from "
+      f"{run_dir / 'last.pt'}")
+if (run_dir / "last.pt").exists() and not resume:
+    print(f"WARNING: {run_dir} holds an earlier run; with resume=False training replaces it (resume=True continues it)")
 # Used only to build missing inputs: the preprocessing notebook's defaults (tiny sizes in smoke mode).
 inputs_config = demo.preprocess_config(True) if smoke else dfdlib.PreprocessConfig()"""
     sections = [

@@ -5,7 +5,6 @@ Each fixture uses only the public API, so a failure here points at the stage tha
 from __future__ import annotations
 
 import os
-
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up noise out of test logs

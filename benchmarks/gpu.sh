@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# GPU checks and benchmarks in one run (under 8 minutes on a T4/L4/A100/H100), results in benchmarks/results/gpu.md:
+#   1. the CUDA tests (pytest -m gpu: fp16/bf16 + channels_last step, resume on CUDA, CUDA vs CPU prediction)
+#   2. training clips/s vs the original notebook loop on CUDA (goal >= 3x) with data_wait: benchmarks/train.py
+#   3. prediction latency on CUDA vs CPU: one 10 s video, warm model, face extraction + forward
+# Usage: benchmarks/gpu.sh [python]   (default: .venv/bin/python, else python3). Exit status: 2 without a CUDA
+# GPU, 1 if a step failed (gpu.md still says which), 0 otherwise.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+OUT=benchmarks/results/gpu.md
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dfd-gpu.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>"$WORK/cuda.err"; then
+    echo "benchmarks/gpu.sh: no CUDA GPU visible to torch ($("$PY" -c 'import torch; print("torch", torch.__version__, "cuda build", torch.version.cuda)' 2>&1 | tail -1))." >&2
+    echo "Run it on a machine with an NVIDIA GPU and a CUDA build of torch (Colab: Runtime > Change runtime type > GPU); nothing was written." >&2
+    exit 2
+fi
+
+status=0
+step() {  # step NAME SECONDS CMD...: run with a time limit, keep its output, note failure
+    local name=$1 limit=$2; shift 2
+    local t0=$SECONDS
+    echo "== $name (limit ${limit}s)"
+    timeout --signal=INT --kill-after=20 "$limit" "$@" >"$WORK/$name.log" 2>&1
+    local rc=$?
+    tail -n 40 "$WORK/$name.log"
+    echo "$name: rc $rc, $((SECONDS - t0)) s" | tee -a "$WORK/steps.txt"
+    [ $rc -eq 0 ] || status=1
+}
+
+step tests 200 "$PY" -m pytest -q -m gpu -rs -p no:cacheprovider tests/test_gpu.py
+step train 200 "$PY" benchmarks/train.py --device cuda --epochs 3 --repeats 2 --out "$WORK/train.md"
+step predict 120 "$PY" - "$WORK/predict.md" <<'EOF'
+"""Warm prediction latency of one 10 s 640x480 video, 20-frame ResNeXt50-LSTM (random weights), CUDA vs CPU."""
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torchvision  # noqa: F401  (before TensorFlow)
+
+from dfdlib import SampleConfig, load_model, make_sample_dataset, predict_video
+from dfdlib.data import frames_to_clip
+from dfdlib.faces import PreprocessConfig, default_detector, extract_faces
+from dfdlib.model import ResNeXtLSTM, save_model
+
+work = Path(sys.argv[1]).parent
+video = next((make_sample_dataset(work / "video", SampleConfig(n_real=1, n_fake=0, seconds=10, width=640, height=480,
+                                                               seed=3), progress=False) / "real").glob("*.mp4"))
+detector = default_detector()
+rows = []
+for size in (112, 224):
+    path = work / f"model_20_acc_0.0_bench_{size}.pt"
+    save_model(path, ResNeXtLSTM(backbone="resnext50_32x4d", weights=None).eval(),
+               {"sequence_length": 20, "image_size": size, "sampling": "even", "threshold": 0.5,
+                "preprocess": asdict(PreprocessConfig(frames=20, size=size)), "class_names": ["REAL", "FAKE"]})
+    res = extract_faces(video, PreprocessConfig(frames=20, size=size), detector)
+    clip = frames_to_clip(res.crops, 20, size)[None]
+    for device in ("cuda", "cpu"):
+        model = load_model(path, device)
+        predict_video(model, video, detector=detector, device=device)  # warm-up (cudnn, TF graphs)
+        walls, fwd = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            pred = predict_video(model, video, detector=detector, device=device)
+            walls.append(time.perf_counter() - t0)
+            x = clip.to(device)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                model(x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            fwd.append(time.perf_counter() - t0)
+        assert pred.status == "ok", pred
+        rows.append((size, device, statistics.median(walls), statistics.median(fwd)))
+lines = ["| image size | device | predict_video wall s (warm, median of 3) | model forward s |", "|---:|---|---:|---:|"]
+lines += [f"| {s} | {d} | {w:.3f} | {f:.4f} |" for s, d, w, f in rows]
+Path(sys.argv[1]).write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
+
+{
+    echo "# GPU checks and benchmarks (benchmarks/gpu.sh)"
+    echo
+    "$PY" -c 'import torch, platform; p = torch.cuda.get_device_properties(0); print(f"GPU: {p.name}, compute capability {p.major}.{p.minor}, {p.total_memory / 2**30:.0f} GiB; torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}; Python {platform.python_version()}")'
+    echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); host CPUs: $(nproc); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo
+    echo "Steps (exit status, seconds):"
+    echo
+    sed 's/^/- /' "$WORK/steps.txt"
+    echo
+    echo "## 1. CUDA tests (pytest -m gpu tests/test_gpu.py)"
+    echo
+    echo '```'
+    tail -n 15 "$WORK/tests.log"
+    echo '```'
+    echo
+    echo "## 2. Training throughput on CUDA vs the original notebook loop (goal >= 3x)"
+    echo
+    if [ -s "$WORK/train.md" ]; then sed '1,2d' "$WORK/train.md"; else echo '```'; tail -n 20 "$WORK/train.log"; echo '```'; fi
+    echo
+    echo "## 3. Prediction latency, CUDA vs CPU (one 10 s 640x480 video, 20 frames, ResNeXt50-LSTM)"
+    echo
+    if [ -s "$WORK/predict.md" ]; then cat "$WORK/predict.md"; else echo '```'; tail -n 20 "$WORK/predict.log"; echo '```'; fi
+} >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+echo "wrote $OUT (status $status)"
+exit $status
