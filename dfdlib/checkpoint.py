@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -103,19 +104,26 @@ def tidy_best_models(run_dir: Path, state: dict) -> None:
             p.unlink(missing_ok=True)
 
 
-def clear_old_run(run_dir: Path, log) -> None:
-    """A fresh run in a folder holding an earlier run replaces that run's files (not other files)."""
+def clear_old_run(run_dir: Path, log) -> Path | None:
+    """A fresh run in a folder holding an earlier run moves that run's files (model, last.pt, history,
+    metrics, plots) into `previous/<time>/` instead of deleting them: pressing Run all again after a Colab
+    disconnect without resume=True must not lose a day of training. Returns where they went (or None)."""
     last = run_dir / "last.pt"
     if not last.exists():
-        return
-    log(f"{run_dir} holds an earlier run: starting a new one (resume=True would continue it)")
+        return None
+    dest = run_dir / "previous" / time.strftime("%Y%m%d-%H%M%S")
+    while dest.exists():
+        dest = dest.with_name(dest.name + "+")
+    dest.mkdir(parents=True)
+    names = ["last.pt", "history.csv", "metrics.json", "plots"]
     with contextlib.suppress(Exception):
         old = torch.load(last, map_location="cpu", weights_only=True)
-        for p in ((old.get("best") or {}).get("path"), old.get("replaced")):
-            if p:
-                (run_dir / Path(p).name).unlink(missing_ok=True)
-    for name in ("last.pt", "history.csv", "metrics.json"):
-        (run_dir / name).unlink(missing_ok=True)
+        names += [Path(p).name for p in ((old.get("best") or {}).get("path"), old.get("replaced")) if p]
+    for name in names:
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, dest / name)
+    log(f"{run_dir} held an earlier run: its files are now in {dest} (resume=True would have continued it)")
+    return dest
 
 
 def remove_stale_temps(run_dir: Path) -> None:

@@ -135,10 +135,14 @@ def test_tiny_model_overfits_and_writes_run_folder(tiny, tmp_path, capsys):
     assert meta["metrics"]["accuracy"] == best_row["val_acc"] and "dfdlib_version" in meta and "created" in meta
     assert meta["model"]["backbone"] == "tiny" and meta["model"]["num_classes"] == 2
 
-    # a fresh run in the same folder replaces the earlier run's model (never two best models)
+    # a fresh run in the same folder moves the earlier run aside (never two best models, nothing lost)
+    first_model = res.best_model_path.name
     res2 = train(tiny_config(tiny, out, num_epochs=1, seed=7))
     assert sorted(out.glob("model_*_final_data.pt")) == [res2.best_model_path]
     assert len(pd.read_csv(out / "history.csv")) == 1
+    (previous,) = (out / "previous").iterdir()
+    assert (previous / first_model).is_file() and (previous / "last.pt").is_file()
+    assert len(pd.read_csv(previous / "history.csv")) == len(res.history)
 
 
 # ------------------------------------------------------------------------------------------- resume
