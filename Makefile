@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check dfdlib tests benchmarks scripts notebooks
-	$(BIN)/python scripts/make_notebooks.py --check
+	$(BIN)/python scripts/sync_notebooks.py --check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/preprocess.py

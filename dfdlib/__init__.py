@@ -37,7 +37,7 @@ _API = {
     "Prediction": "predict", "predict_video": "predict", "predict_folder": "predict",
     "evaluate_model": "evaluate", "calibrate_threshold": "evaluate", "Ensemble": "ensemble", "predict_many": "predict", "uploaded_video": "predict",
     "list_models": "registry", "best_model": "registry",
-    "grad_cam": "explain", "save_cam_overlays": "explain",
+    "grad_cam": "explain", "save_cam_overlays": "explain", "cam_figure": "explain", "clip_to_images": "explain",
     # step 6 of the guide: the web app (optional extra dfdlib[app])
     "launch_app": "app", "build_app": "app",
     "run_demo": "demo",

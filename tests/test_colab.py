@@ -149,24 +149,23 @@ def test_every_notebook_starts_with_the_same_colab_cell_and_the_url_from_pyproje
     assert "google.colab" in CELL and "drive.mount" in CELL
     url = repository_url()
     assert f'"{url}"' in CELL and CELL.count(url) == 1  # the URL comes from pyproject, in one line of the cell
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "scripts" / "make_notebooks.py")
-    gen = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = gen
-    spec.loader.exec_module(gen)
-    assert gen.repository_url() == url and CELL == gen.COLAB
+    spec = importlib.util.spec_from_file_location("sync_notebooks", ROOT / "scripts" / "sync_notebooks.py")
+    sync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync)
+    assert sync.repository_url() == url and CELL == sync.colab_cell()
     assert "check=True" not in CELL  # no CalledProcessError: every failure ends in one message
 
 
-def test_generator_needs_the_repository_url_in_pyproject(tmp_path):
+def test_sync_needs_the_repository_url_in_pyproject(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        import make_notebooks
+        import sync_notebooks
     finally:
         sys.path.pop(0)
     bare = tmp_path / "pyproject.toml"
     bare.write_text('[project]\nname = "x"\n')
     with pytest.raises(ValueError, match=r"\[project.urls\]"):
-        make_notebooks.repository_url(bare)
+        sync_notebooks.repository_url(bare)
 
 
 def test_dfdlib_already_installed_only_mounts_drive(colab):
