@@ -38,6 +38,7 @@ class PreprocessConfig:
     jpeg_quality: int = 95        # JPEG quality (1–100) of the saved crops
     min_detected: float = 0.5     # share of sampled frames that must show the main face, else the video is no_face
     track_iou: float = 0.2        # IoU with the face's previous box for a detection to count as the same face
+    detect_retry: bool = True     # main face in too few frames: detect again at 2x detect_max_side, then at full resolution
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PreprocessConfig:
@@ -78,6 +79,8 @@ class FaceResult:
     config: PreprocessConfig | None = None             # settings used
     seconds: float = 0.0                               # wall time of extract_faces
     source: str = ""                                   # the video path as given
+    detect_side: int = 0                               # longer side (px) of the copy the faces were found on
+    detect_sides: list = field(default_factory=list)   # every detection resolution tried, in order
 
     def manifest(self) -> dict:
         """The faces.json content: source, video properties, per-frame boxes/confidences/filled, settings."""
@@ -104,6 +107,8 @@ class FaceResult:
             "boxes": [[round(float(v), 1) for v in b] if b is not None else None for b in self.boxes],
             "confidences": [round(float(c), 4) for c in self.confidences],
             "filled": [bool(f) for f in self.filled],
+            "detect_side": int(self.detect_side),
+            "detect_sides": [int(v) for v in self.detect_sides],
             "preprocess": asdict(self.config) if self.config else None,
             "detector": {"name": "mtcnn", "version": mtcnn_version, "stages": "face_and_landmarks_detection"},
             "dfdlib_version": __version__,
@@ -300,12 +305,42 @@ def fill_missing(boxes: list) -> tuple[list, list[bool]]:
     return out, filled
 
 
+def detection_sides(config: PreprocessConfig, long_side: int) -> list[int]:
+    """The detection resolutions to try, in order, for frames whose longer side is `long_side` px.
+
+    `detect_max_side` first; with `detect_retry`, then twice that while clearly below the frame's size,
+    then full resolution. 0 stands for full resolution (also when detect_max_side is not below it).
+    """
+    first = config.detect_max_side
+    if not first or first >= long_side:
+        return [0]
+    sides = [first]
+    if config.detect_retry:
+        while sides[-1] * 2 < 0.8 * long_side:
+            sides.append(sides[-1] * 2)
+        sides.append(0)
+    return sides
+
+
+def _detections(frames, detector: FaceDetector, side: int, cfg: PreprocessConfig, fx: float, fy: float) -> list:
+    """Per frame the (k, 5) detections at one resolution, at full resolution, above the thresholds."""
+    dets = []
+    for d in detector.detect(frames, side):
+        d = d * np.array([fx, fy, fx, fy, 1.0])
+        keep = (d[:, 4] >= cfg.min_confidence) & (np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
+                                                  >= cfg.min_face_size)
+        dets.append(d[keep])
+    return dets
+
+
 def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None = None,
                   detector: FaceDetector | None = None, threads: int | None = None) -> FaceResult:
     """Sample frames of one video and crop one consistent face from each.
 
     Takes a video path, a PreprocessConfig (default settings if None), a FaceDetector to reuse (the
-    process-wide one if None) and the decoder's thread count. Returns a FaceResult; a bad video
+    process-wide one if None) and the decoder's thread count. Detection runs at `detect_max_side`; when
+    the main face is found in fewer than `min_detected` of the frames it is retried at higher resolutions
+    (detection_sides), and `detect_side` records the one used. Returns a FaceResult; a bad video
     (unreadable, too short, no face) is reported in `status`/`reason`, never raised. Raises
     ValueError only for an invalid config.
     """
@@ -332,29 +367,33 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     info = res.info
     kh, kw = frames[0].shape[:2]
     fx, fy = info.width / kw, info.height / kh  # kept frame → full resolution (1.0 unless over budget)
-    try:
-        raw = (detector or default_detector()).detect(frames, cfg.detect_max_side)
-    except Exception as e:  # reported, not raised: one odd video must not stop a batch
-        return done("no_face", f"{path}: the face detector failed ({type(e).__name__}: {e})")
-    dets = []
-    for d in raw:
-        d = d * np.array([fx, fy, fx, fy, 1.0])
-        keep = (d[:, 4] >= cfg.min_confidence) & (np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
-                                                  >= cfg.min_face_size)
-        dets.append(d[keep])
-    boxes, confs = track_main_face(dets, cfg.track_iou)
-    found = sum(b is not None for b in boxes)
-    res.confidences = confs
+    need = max(1, math.ceil(cfg.min_detected * len(frames) - 1e-9))
+    best = None  # (found, side, boxes, confs) of the resolution that found the main face most often
+    for side in detection_sides(cfg, max(kh, kw)):
+        res.detect_sides.append(side or max(kh, kw))
+        try:
+            dets = _detections(frames, detector or default_detector(), side, cfg, fx, fy)
+        except Exception as e:  # reported, not raised: one odd video must not stop a batch
+            return done("no_face", f"{path}: the face detector failed ({type(e).__name__}: {e})")
+        boxes, confs = track_main_face(dets, cfg.track_iou)
+        found = sum(b is not None for b in boxes)
+        if best is None or found > best[0]:
+            best = (found, res.detect_sides[-1], boxes, confs)
+        if found >= need:
+            break
+    found, res.detect_side, boxes, res.confidences = best
+    tried = (f" (detection tried at {', '.join(map(str, res.detect_sides))} px)" if len(res.detect_sides) > 1
+             else "")
     hint = ("check that the video shows a face; for small or distant faces raise --detect-max-side "
             "(or 0 for full resolution), for unusual faces lower --min-confidence")
     if found == 0:
         res.boxes, res.filled = [None] * len(boxes), [True] * len(boxes)
         return done("no_face", f"{path}: no face (confidence >= {cfg.min_confidence}, size >= "
-                               f"{cfg.min_face_size} px) in any of the {cfg.frames} sampled frames; {hint}")
+                               f"{cfg.min_face_size} px) in any of the {cfg.frames} sampled frames{tried}; {hint}")
     res.boxes, res.filled = fill_missing(boxes)
     if found < math.ceil(cfg.min_detected * len(boxes) - 1e-9):
         return done("no_face", f"{path}: the main face was found in only {found} of {len(boxes)} sampled "
-                               f"frames (min_detected={cfg.min_detected}); {hint}, or lower --min-detected")
+                               f"frames{tried} (min_detected={cfg.min_detected}); {hint}, or lower --min-detected")
     res.crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size)
                  for f, b in zip(frames, res.boxes, strict=True)]
     return done("ok")

@@ -26,7 +26,8 @@ from .utils import atomic_dir, atomic_write, ensure_writable, write_csv
 if TYPE_CHECKING:
     import pandas as pd
 
-REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method"]
+REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method",
+                  "detect_side"]
 
 
 @dataclass
@@ -107,10 +108,12 @@ def _init_worker() -> None:
     _WORKER.update(detector=FaceDetector(threads=1), threads=1)
 
 
-def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0):
+def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0,
+         detect_side: int = 0):
     reason = "; ".join(r for r in (reason, task.note) if r)
     return {"video": task.video, "label": task.label, "status": status, "reason": reason, "frames": frames,
-            "filled": filled, "seconds": round(seconds, 3), "group": task.group, "method": task.method}
+            "filled": filled, "seconds": round(seconds, 3), "group": task.group, "method": task.method,
+            "detect_side": detect_side}
 
 
 def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
@@ -125,7 +128,8 @@ def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
     old, new = m.get("preprocess") or {}, asdict(cfg)
     diff = [f"{k} {old.get(k)!r}→{v!r}" for k, v in new.items() if k in old and old[k] != v]
     reason = (f"done with other settings ({', '.join(diff)}); use --overwrite to redo it") if diff else ""
-    return _row(task, "skipped_done", reason, len(m.get("indices", [])), sum(m.get("filled", [])))
+    return _row(task, "skipped_done", reason, len(m.get("indices", [])), sum(m.get("filled", [])),
+                detect_side=m.get("detect_side", 0))
 
 
 def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = False) -> dict:
@@ -146,7 +150,7 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
             if overwrite and dest.is_dir():  # the redo failed: the old crops no longer match the settings
                 shutil.rmtree(dest)
                 reason += f" (the previous {task.label}/{task.name} folder was removed)"
-            return _row(task, res.status, reason, seconds=time.perf_counter() - t0)
+            return _row(task, res.status, reason, seconds=time.perf_counter() - t0, detect_side=res.detect_side)
         manifest = res.manifest()
         manifest.update(video=task.video, label=task.label, group=task.group, method=task.method)
         with atomic_dir(dest, overwrite=True) as tmp:
@@ -157,7 +161,7 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
             # One key per line, lists inline: readable and diffable without 20 lines per box.
             body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items())
             (tmp / "faces.json").write_text("{\n" + body + "\n}\n")
-        return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0)
+        return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0, res.detect_side)
     except OSError as e:  # extract_faces never raises, so this is writing: a full disk or lost permissions
         return _row(task, "unreadable", f"{task.path}: could not write its crops to {dest} ({e.strerror or e}); "
                                         "free disk space or fix the output folder's permissions, then rerun: "
@@ -344,6 +348,7 @@ _HELP = {
     "detect_max_side": "detect on a copy at most this long (0: full resolution)",
     "jpeg_quality": "JPEG quality of the crops", "min_detected": "share of frames that must show the face",
     "track_iou": "IoU linking one face across frames",
+    "detect_retry": "main face in too few frames: detect again at 2x detect_max_side, then full resolution",
 }
 
 
@@ -357,9 +362,13 @@ def add_cli(subparsers) -> None:
     p.add_argument("out", help="output root for the face crops")
     defaults = PreprocessConfig()
     for f in fields(PreprocessConfig):
+        default = getattr(defaults, f.name)
         kw = {"choices": ["even", "first"]} if f.name == "sampling" else {}
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
-                       default=getattr(defaults, f.name), help=_HELP.get(f.name, ""), **kw)
+        if isinstance(default, bool):  # --detect-retry / --no-detect-retry
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = type(default)
+        p.add_argument("--" + f.name.replace("_", "-"), default=default, help=_HELP.get(f.name, ""), **kw)
     p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each)")
     p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4")
     p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")

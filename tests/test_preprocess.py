@@ -210,11 +210,14 @@ def test_kill_9_mid_video_leaves_no_done_folder(small, tmp_path):
 # --- CLI ------------------------------------------------------------------------------------------------
 def test_cli(small, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["preprocess", str(small), str(out), "--frames", "4", "--size", "32", "--margin", "0.2"]) == 0
+    assert main(["preprocess", str(small), str(out), "--frames", "4", "--size", "32", "--margin", "0.2",
+                 "--no-detect-retry"]) == 0
     printed = capsys.readouterr().out
     assert "2 ok" in printed and "preprocess_report.csv" in printed
     m = json.loads((out / "real" / "r1" / "faces.json").read_text())
     assert (m["preprocess"]["frames"], m["preprocess"]["size"], m["preprocess"]["margin"]) == (4, 32, 0.2)
+    assert m["preprocess"]["detect_retry"] is False and m["detect_side"] == 320  # 320x240: detected as it is
+    assert pd.read_csv(out / "preprocess_report.csv")["detect_side"].tolist() == [320, 320]
     (tmp_path / "flat" / "clips").mkdir(parents=True)
     assert main(["preprocess", str(tmp_path / "flat"), str(tmp_path / "o2")]) == 1  # no real/ or fake/
     assert "no real/ or fake/ folder" in capsys.readouterr().err
