@@ -1,11 +1,13 @@
-"""Faces of one video: MTCNN detection on sampled frames, one main face tracked by IoU, square crops.
+"""Faces of one video: MTCNN detection on sampled frames, the main face tracked across cuts, square crops.
 
 MTCNN is Zhang et al., "Joint Face Detection and Alignment using Multitask Cascaded Convolutional
 Networks" (2016), from the `mtcnn` package (TensorFlow). Detection runs on a downscaled copy of each
 sampled frame (batched, one call per video chunk) and boxes are mapped back to full resolution, so a
 1080p video costs about as much as a 480p one. mtcnn 1.0.0 silently finds nothing when its
 min_face_size is above ~24 (its image pyramid shrinks below the 12 px PNet input), so we keep its
-default and drop small boxes ourselves.
+default and drop small boxes ourselves. When the main face is found in too few sampled frames (a small
+face in a large frame), detection is retried at twice the resolution, then at full resolution.
+Tracking (IoU within a shot, re-acquisition after a cut by size and appearance, prominence) is tracks.py.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .tracks import appearance, build_tracks, fill_missing, iou, rank_tracks, track_main_face  # noqa: F401
 from .video import VideoError, VideoInfo, read_frames
 
 # Sampled full-resolution frames are held in memory until tracking has chosen the boxes; above this
@@ -39,6 +42,7 @@ class PreprocessConfig:
     min_detected: float = 0.5     # share of sampled frames that must show the main face, else the video is no_face
     track_iou: float = 0.2        # IoU with the face's previous box for a detection to count as the same face
     detect_retry: bool = True     # main face in too few frames: detect again at 2x detect_max_side, then at full resolution
+    reacquire: float = 0.6        # appearance similarity (0-1) that rejoins a face to its track after a shot cut (>1: never)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PreprocessConfig:
@@ -59,6 +63,7 @@ class PreprocessConfig:
             (1 <= self.jpeg_quality <= 100, "jpeg_quality must be between 1 and 100"),
             (0 <= self.min_detected <= 1, "min_detected must be between 0 and 1"),
             (0 <= self.track_iou < 1, "track_iou must be in [0, 1)"),
+            (self.reacquire >= 0, "reacquire must be >= 0 (above 1 turns re-acquisition after cuts off)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -211,17 +216,6 @@ def default_detector() -> FaceDetector:
     return _DETECTOR
 
 
-def iou(a, b) -> float:
-    """Intersection over union of two xyxy boxes."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def square_box(box_xyxy, margin: float) -> tuple[int, int, int, int]:
     """The square crop region (xyxy, integer px, may extend past the frame) around a face box."""
     x1, y1, x2, y2 = (float(v) for v in box_xyxy[:4])
@@ -255,56 +249,6 @@ def crop_face(frame_rgb: np.ndarray, box_xyxy, margin: float = 0.3, size: int = 
     return np.ascontiguousarray(cv2.resize(region, (size, size), interpolation=interp))
 
 
-def track_main_face(detections: list[np.ndarray], iou_min: float = 0.2):
-    """Pick one person's face across frames.
-
-    Detections of consecutive frames are linked into tracks greedily by IoU with each track's latest
-    box; the main track is the one with the largest sum of confidence x box area (present in many
-    frames, large, confident). Takes per-frame (k, 5) arrays. Returns (boxes, confidences) per frame,
-    None/0.0 where the main face was not detected; ([None]*n, [0.0]*n) if nothing was detected.
-    """
-    tracks: list[dict] = []  # {"last": box, "frames": {t: (box, conf)}, "score": float}
-    for t, dets in enumerate(detections):
-        taken: set[int] = set()
-        for d in sorted(dets, key=lambda r: -r[4]):
-            best, best_iou = None, iou_min
-            for k, tr in enumerate(tracks):
-                v = iou(tr["last"], d)
-                if k not in taken and t not in tr["frames"] and v >= best_iou:
-                    best, best_iou = k, v
-            if best is None:
-                tracks.append({"last": d[:4], "frames": {}, "score": 0.0})
-                best = len(tracks) - 1
-            tr = tracks[best]
-            taken.add(best)
-            tr["last"] = d[:4]
-            tr["frames"][t] = (d[:4].tolist(), float(d[4]))
-            tr["score"] += float(d[4]) * (d[2] - d[0]) * (d[3] - d[1])
-    n = len(detections)
-    if not tracks:
-        return [None] * n, [0.0] * n
-    main = max(tracks, key=lambda tr: tr["score"])
-    boxes = [main["frames"][t][0] if t in main["frames"] else None for t in range(n)]
-    confs = [main["frames"][t][1] if t in main["frames"] else 0.0 for t in range(n)]
-    return boxes, confs
-
-
-def fill_missing(boxes: list) -> tuple[list, list[bool]]:
-    """Replace None boxes by the nearest detected one (the earlier on a tie); returns (boxes, filled)."""
-    known = [t for t, b in enumerate(boxes) if b is not None]
-    if not known:
-        raise ValueError("no detected box to fill from")
-    out, filled = [], []
-    for t, b in enumerate(boxes):
-        if b is None:
-            near = min(known, key=lambda k: (abs(k - t), k))
-            out.append(list(boxes[near]))
-        else:
-            out.append(list(b))
-        filled.append(b is None)
-    return out, filled
-
-
 def detection_sides(config: PreprocessConfig, long_side: int) -> list[int]:
     """The detection resolutions to try, in order, for frames whose longer side is `long_side` px.
 
@@ -322,15 +266,18 @@ def detection_sides(config: PreprocessConfig, long_side: int) -> list[int]:
     return sides
 
 
-def _detections(frames, detector: FaceDetector, side: int, cfg: PreprocessConfig, fx: float, fy: float) -> list:
-    """Per frame the (k, 5) detections at one resolution, at full resolution, above the thresholds."""
-    dets = []
-    for d in detector.detect(frames, side):
+def _tracks(frames, detector: FaceDetector, side: int, cfg: PreprocessConfig, fx: float, fy: float, need: int):
+    """Detections at one resolution (boxes at full resolution, above the thresholds) linked into tracks,
+    ranked (tracks.rank_tracks: seen in >= `need` frames first, then by prominence)."""
+    dets, looks = [], []
+    for frame, d in zip(frames, detector.detect(frames, side), strict=True):
         d = d * np.array([fx, fy, fx, fy, 1.0])
         keep = (d[:, 4] >= cfg.min_confidence) & (np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
                                                   >= cfg.min_face_size)
         dets.append(d[keep])
-    return dets
+        looks.append([appearance(frame, r, (fx, fy)) for r in d[keep]] if cfg.reacquire <= 1 else None)
+    return rank_tracks(build_tracks(dets, looks if cfg.reacquire <= 1 else None, cfg.track_iou, cfg.reacquire),
+                       need)
 
 
 def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None = None,
@@ -368,20 +315,22 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     kh, kw = frames[0].shape[:2]
     fx, fy = info.width / kw, info.height / kh  # kept frame → full resolution (1.0 unless over budget)
     need = max(1, math.ceil(cfg.min_detected * len(frames) - 1e-9))
-    best = None  # (found, side, boxes, confs) of the resolution that found the main face most often
+    n = len(frames)
+    best = None  # (found, side, tracks) of the resolution that found the main face most often
     for side in detection_sides(cfg, max(kh, kw)):
         res.detect_sides.append(side or max(kh, kw))
         try:
-            dets = _detections(frames, detector or default_detector(), side, cfg, fx, fy)
+            tracks = _tracks(frames, detector or default_detector(), side, cfg, fx, fy, need)
         except Exception as e:  # reported, not raised: one odd video must not stop a batch
             return done("no_face", f"{path}: the face detector failed ({type(e).__name__}: {e})")
-        boxes, confs = track_main_face(dets, cfg.track_iou)
-        found = sum(b is not None for b in boxes)
+        found = len(tracks[0].dets) if tracks else 0
         if best is None or found > best[0]:
-            best = (found, res.detect_sides[-1], boxes, confs)
+            best = (found, res.detect_sides[-1], tracks)
         if found >= need:
             break
-    found, res.detect_side, boxes, res.confidences = best
+    found, res.detect_side, tracks = best
+    boxes = tracks[0].boxes(n) if tracks else [None] * n
+    res.confidences = tracks[0].confidences(n) if tracks else [0.0] * n
     tried = (f" (detection tried at {', '.join(map(str, res.detect_sides))} px)" if len(res.detect_sides) > 1
              else "")
     hint = ("check that the video shows a face; for small or distant faces raise --detect-max-side "

@@ -349,6 +349,7 @@ _HELP = {
     "jpeg_quality": "JPEG quality of the crops", "min_detected": "share of frames that must show the face",
     "track_iou": "IoU linking one face across frames",
     "detect_retry": "main face in too few frames: detect again at 2x detect_max_side, then full resolution",
+    "reacquire": "appearance similarity (0-1) that rejoins a face to its track after a shot cut (>1: never)",
 }
 
 
