@@ -43,6 +43,7 @@ class PreprocessConfig:
     track_iou: float = 0.2        # IoU with the face's previous box for a detection to count as the same face
     detect_retry: bool = True     # main face in too few frames: detect again at 2x detect_max_side, then at full resolution
     reacquire: float = 0.6        # appearance similarity (0-1) that rejoins a face to its track after a shot cut (>1: never)
+    max_faces: int = 1            # people kept per video, most prominent first; above 1 each is a sample <video>/face_<k>/
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PreprocessConfig:
@@ -64,11 +65,23 @@ class PreprocessConfig:
             (0 <= self.min_detected <= 1, "min_detected must be between 0 and 1"),
             (0 <= self.track_iou < 1, "track_iou must be in [0, 1)"),
             (self.reacquire >= 0, "reacquire must be >= 0 (above 1 turns re-acquisition after cuts off)"),
+            (self.max_faces >= 1, "max_faces must be >= 1"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"PreprocessConfig: {msg}")
         return self
+
+
+@dataclass
+class Face:
+    """One person's face over the sampled frames (face 0 is the main, most prominent one)."""
+    index: int                                         # rank by prominence, 0 = main face
+    crops: list = field(default_factory=list)          # RGB uint8 (size, size, 3) per sampled frame
+    boxes: list = field(default_factory=list)          # box [x1, y1, x2, y2] at full resolution per frame
+    confidences: list = field(default_factory=list)    # MTCNN confidence per frame (0.0 where filled)
+    filled: list = field(default_factory=list)         # True where not detected and the nearest box was used
+    prominence: float = 0.0                            # sum over frames of box area x confidence
 
 
 @dataclass
@@ -86,9 +99,11 @@ class FaceResult:
     source: str = ""                                   # the video path as given
     detect_side: int = 0                               # longer side (px) of the copy the faces were found on
     detect_sides: list = field(default_factory=list)   # every detection resolution tried, in order
+    faces: list = field(default_factory=list)          # Face per kept person (max_faces), main first; [] unless ok
 
-    def manifest(self) -> dict:
-        """The faces.json content: source, video properties, per-frame boxes/confidences/filled, settings."""
+    def manifest(self, face: int = 0) -> dict:
+        """The faces.json content of face `face` (0: the main face): source, video properties, per-frame
+        boxes/confidences/filled, the detection resolution, settings."""
         from importlib import metadata
 
         from . import __version__
@@ -98,6 +113,8 @@ class FaceResult:
         except metadata.PackageNotFoundError:
             mtcnn_version = "unknown"
         info = self.info
+        f = self.faces[face] if face < len(self.faces) else Face(face, self.crops, self.boxes, self.confidences,
+                                                                  self.filled)
         return {
             "format": "dfdlib-faces/1",
             "source": self.source,
@@ -109,9 +126,12 @@ class FaceResult:
             "height": info.height if info else None,
             "rotation": info.rotation if info else None,
             "indices": [int(i) for i in self.indices],
-            "boxes": [[round(float(v), 1) for v in b] if b is not None else None for b in self.boxes],
-            "confidences": [round(float(c), 4) for c in self.confidences],
-            "filled": [bool(f) for f in self.filled],
+            "face": face,
+            "faces_in_video": len(self.faces),
+            "boxes": [[round(float(v), 1) for v in b] if b is not None else None for b in f.boxes],
+            "confidences": [round(float(c), 4) for c in f.confidences],
+            "filled": [bool(x) for x in f.filled],
+            "prominence": round(float(f.prominence), 1),
             "detect_side": int(self.detect_side),
             "detect_sides": [int(v) for v in self.detect_sides],
             "preprocess": asdict(self.config) if self.config else None,
@@ -282,12 +302,13 @@ def _tracks(frames, detector: FaceDetector, side: int, cfg: PreprocessConfig, fx
 
 def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None = None,
                   detector: FaceDetector | None = None, threads: int | None = None) -> FaceResult:
-    """Sample frames of one video and crop one consistent face from each.
+    """Sample frames of one video and crop one consistent face (or `max_faces` people's) from each.
 
     Takes a video path, a PreprocessConfig (default settings if None), a FaceDetector to reuse (the
     process-wide one if None) and the decoder's thread count. Detection runs at `detect_max_side`; when
     the main face is found in fewer than `min_detected` of the frames it is retried at higher resolutions
-    (detection_sides), and `detect_side` records the one used. Returns a FaceResult; a bad video
+    (detection_sides), and `detect_side` records the one used. Returns a FaceResult (its crops/boxes/...
+    are the main face's; `faces` holds up to `max_faces` people seen in enough frames); a bad video
     (unreadable, too short, no face) is reported in `status`/`reason`, never raised. Raises
     ValueError only for an invalid config.
     """
@@ -299,7 +320,7 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     def done(status: str, reason: str = "") -> FaceResult:
         res.status, res.reason, res.seconds = status, reason, time.perf_counter() - t0
         if status != "ok":
-            res.crops = []
+            res.crops, res.faces = [], []
         return res
 
     max_pixels = max(1, FRAME_BUDGET_BYTES // (3 * cfg.frames))
@@ -343,6 +364,12 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     if found < math.ceil(cfg.min_detected * len(boxes) - 1e-9):
         return done("no_face", f"{path}: the main face was found in only {found} of {len(boxes)} sampled "
                                f"frames{tried} (min_detected={cfg.min_detected}); {hint}, or lower --min-detected")
-    res.crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size)
-                 for f, b in zip(frames, res.boxes, strict=True)]
+    for tr in tracks[:cfg.max_faces]:
+        if len(tr.dets) < need:  # seen too briefly for a clip of its own (ranked last, so none after it is)
+            break
+        bxs, filled = fill_missing(tr.boxes(n))
+        crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size)
+                 for f, b in zip(frames, bxs, strict=True)]
+        res.faces.append(Face(len(res.faces), crops, bxs, tr.confidences(n), filled, tr.score))
+    res.crops = res.faces[0].crops
     return done("ok")

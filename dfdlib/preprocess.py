@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method",
-                  "detect_side"]
+                  "detect_side", "faces"]
 
 
 @dataclass
@@ -109,16 +109,16 @@ def _init_worker() -> None:
 
 
 def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0,
-         detect_side: int = 0):
+         detect_side: int = 0, faces: int = 0):
     reason = "; ".join(r for r in (reason, task.note) if r)
     return {"video": task.video, "label": task.label, "status": status, "reason": reason, "frames": frames,
             "filled": filled, "seconds": round(seconds, 3), "group": task.group, "method": task.method,
-            "detect_side": detect_side}
+            "detect_side": detect_side, "faces": faces}
 
 
 def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
     """The skipped_done row of a finished folder, with its frame counts and any settings mismatch."""
-    manifest = dest / "faces.json"
+    manifest = dest / "faces.json" if (dest / "faces.json").exists() else dest / "face_0" / "faces.json"
     try:
         m = json.loads(manifest.read_text())
     except (OSError, ValueError):
@@ -129,13 +129,24 @@ def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
     diff = [f"{k} {old.get(k)!r}→{v!r}" for k, v in new.items() if k in old and old[k] != v]
     reason = (f"done with other settings ({', '.join(diff)}); use --overwrite to redo it") if diff else ""
     return _row(task, "skipped_done", reason, len(m.get("indices", [])), sum(m.get("filled", [])),
-                detect_side=m.get("detect_side", 0))
+                detect_side=m.get("detect_side", 0), faces=m.get("faces_in_video", 1))
+
+
+def _write_sample(folder: Path, crops: list, manifest: dict, quality: int) -> None:
+    """frame_<i>.jpg per RGB crop + faces.json into `folder`. Raises OSError when a file cannot be written."""
+    import cv2
+
+    for i, crop in enumerate(crops):
+        if not cv2.imwrite(str(folder / f"frame_{i}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality]):
+            raise OSError(f"could not write {folder / f'frame_{i}.jpg'} (disk full or no permission?)")
+    # One key per line, lists inline: readable and diffable without 20 lines per box.
+    body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items())
+    (folder / "faces.json").write_text("{\n" + body + "\n}\n")
 
 
 def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = False) -> dict:
     """Extract and save one video's faces; returns its report row. Never raises for a bad video."""
-    import cv2
-
     from .faces import extract_faces
 
     t0 = time.perf_counter()
@@ -151,17 +162,17 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
                 shutil.rmtree(dest)
                 reason += f" (the previous {task.label}/{task.name} folder was removed)"
             return _row(task, res.status, reason, seconds=time.perf_counter() - t0, detect_side=res.detect_side)
-        manifest = res.manifest()
-        manifest.update(video=task.video, label=task.label, group=task.group, method=task.method)
+        # One sample folder per face: the video's own folder (max_faces 1, as always), else <video>/face_<k>/,
+        # all written inside one temp folder, so a video's faces appear together or not at all.
         with atomic_dir(dest, overwrite=True) as tmp:
-            for i, crop in enumerate(res.crops):
-                if not cv2.imwrite(str(tmp / f"frame_{i}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]):
-                    raise OSError(f"could not write {tmp / f'frame_{i}.jpg'} (disk full or no permission?)")
-            # One key per line, lists inline: readable and diffable without 20 lines per box.
-            body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items())
-            (tmp / "faces.json").write_text("{\n" + body + "\n}\n")
-        return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0, res.detect_side)
+            for face in res.faces:
+                sample = tmp if cfg.max_faces == 1 else tmp / f"face_{face.index}"
+                sample.mkdir(exist_ok=True)
+                manifest = res.manifest(face.index)
+                manifest.update(video=task.video, label=task.label, group=task.group, method=task.method)
+                _write_sample(sample, face.crops, manifest, cfg.jpeg_quality)
+        return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0, res.detect_side,
+                    len(res.faces))
     except OSError as e:  # extract_faces never raises, so this is writing: a full disk or lost permissions
         return _row(task, "unreadable", f"{task.path}: could not write its crops to {dest} ({e.strerror or e}); "
                                         "free disk space or fix the output folder's permissions, then rerun: "
@@ -350,6 +361,7 @@ _HELP = {
     "track_iou": "IoU linking one face across frames",
     "detect_retry": "main face in too few frames: detect again at 2x detect_max_side, then full resolution",
     "reacquire": "appearance similarity (0-1) that rejoins a face to its track after a shot cut (>1: never)",
+    "max_faces": "people kept per video (most prominent first); above 1 each is a sample OUT/<label>/<video>/face_<k>/",
 }
 
 
