@@ -1,6 +1,6 @@
 """dfdlib: retrain and use a ResNeXt50-LSTM video deepfake detector on your own videos.
 
-Pipeline: videos → faces (`preprocess_dataset`) → labels CSV (`from_folders`, `split_labels`)
+Pipeline: videos → faces (`preprocess_dataset`) → labels CSV (`make_labels`, `split_labels`)
 → model (`train`) → verdict (`predict_video`, `evaluate_model`).
 
 The public API is flat; names are imported lazily so `import dfdlib` stays fast and does not start
@@ -24,6 +24,7 @@ _API = {
     "LabelsError": "labels", "from_folders": "importers", "from_dfdc_metadata": "importers",
     "from_gobal_metadata": "importers", "validate_labels": "labels", "split_labels": "splits",
     "read_labels": "labels", "write_labels": "labels", "split_summary": "splits",
+    "from_processed": "label_sources", "make_labels": "label_sources", "from_frames_dataset": "label_sources",
     # stage 3: model and training
     "FaceSequenceDataset": "data", "build_transforms": "data", "frames_to_clip": "data",
     "create_backbone": "model", "ResNeXtLSTM": "model", "LegacyResNeXtLSTM": "model",

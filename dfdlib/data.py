@@ -8,7 +8,6 @@ whole clip at once, so every frame of a clip gets the same crop/flip/colour chan
 """
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from pathlib import Path, PurePosixPath
@@ -17,12 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .utils import FRAME_RE, frame_files, frame_number  # noqa: F401  (public here too: data.frame_number)
 from .video import sample_indices
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SAMPLING = ("even", "first")
-_FRAME_RE = re.compile(r"frame_(\d+)\.jpg")
 
 
 def build_transforms(train: bool, image_size: int):
@@ -74,38 +73,34 @@ def select_indices(n_available: int, sequence_length: int, sampling: str = "even
     return sample_indices(n, t, "even"), False  # the rule preprocessing samples videos with
 
 
-def _frame_numbers(folder: Path) -> list[int]:
-    """Sorted integer i of the `frame_<i>.jpg` files (frame_10 after frame_9)."""
-    with os.scandir(folder) as it:
-        return sorted(int(m.group(1)) for e in it if (m := _FRAME_RE.fullmatch(e.name)))
-
-
 def _decode_frames(paths: list[Path]) -> list[torch.Tensor]:
-    """Decode JPEG files to RGB uint8 (3, H, W) tensors; ValueError naming a corrupt file."""
-    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+    """Decode JPEG/PNG files to RGB uint8 (3, H, W) tensors; ValueError naming a corrupt file."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
 
     out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 deprecates its codecs (still fine)
         for p in paths:
             try:
-                out.append(decode_jpeg(read_file(str(p)), mode=ImageReadMode.RGB))
+                out.append(decode_image(read_file(str(p)), mode=ImageReadMode.RGB))
             except RuntimeError as e:
                 raise ValueError(f"cannot decode frame {p} ({e}); re-run preprocess for this video "
                                  "(overwrite=True) or remove it from the labels CSV") from e
     return out
 
 
-def _load_clip(folder: Path, numbers: list[int], sequence_length: int, sampling: str):
-    if not numbers:
-        raise ValueError(f"{folder} has no frame_<i>.jpg files; re-run preprocess or remove it from the labels CSV")
-    idx, padded = select_indices(len(numbers), sequence_length, sampling)
+def _load_clip(folder: Path, names: list[str], sequence_length: int, sampling: str):
+    """`names`: the folder's frame files in frame order (frame_files)."""
+    if not names:
+        raise ValueError(f"{folder} has no frame_<i>.jpg files (nor other numbered .jpg/.png frames); re-run "
+                         "preprocess or remove it from the labels CSV")
+    idx, padded = select_indices(len(names), sequence_length, sampling)
     unique = sorted(set(idx))
-    decoded = dict(zip(unique, _decode_frames([folder / f"frame_{numbers[i]}.jpg" for i in unique]), strict=True))
+    decoded = dict(zip(unique, _decode_frames([folder / names[i] for i in unique]), strict=True))
     sizes = {tuple(f.shape) for f in decoded.values()}
     if len(sizes) > 1:
         raise ValueError(f"frames in {folder} have different sizes {sorted(sizes)}; re-run preprocess for it")
-    return torch.stack([decoded[i] for i in idx]), len(numbers), padded
+    return torch.stack([decoded[i] for i in idx]), len(names), padded
 
 
 def pad_frames(clip: torch.Tensor, n_real: int) -> torch.Tensor:
@@ -127,7 +122,7 @@ def read_clip(folder: str | Path, sequence_length: int, sampling: str = "even") 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"frame folder {folder} does not exist")
-    return _load_clip(folder, _frame_numbers(folder), sequence_length, sampling)
+    return _load_clip(folder, frame_files(folder), sequence_length, sampling)
 
 
 def frames_to_clip(frames_rgb: list[np.ndarray], sequence_length: int, image_size: int,
@@ -211,7 +206,7 @@ class FaceSequenceDataset(Dataset):
 
         self.filenames: list[str] = []
         self._labels: list[int] = []
-        self._frames: list[list[int]] = []
+        self._frames: list[list[str]] = []  # frame file names per video, in frame order
         self.skipped: list[tuple[str, str]] = []  # (filename, reason) of rows dropped with skip_bad
         bad: list[str] = []
         for pos, (name, label) in enumerate(zip(df["filename"], df["label"], strict=True)):
@@ -221,7 +216,7 @@ class FaceSequenceDataset(Dataset):
             if lab not in (0, 1):
                 raise ValueError(f"{row}: label {label!r} must be 0 (real) or 1 (fake)")
             folder = self.root / rel
-            numbers = _frame_numbers(folder) if folder.is_dir() else None
+            numbers = frame_files(folder) if folder.is_dir() else None
             if not numbers:
                 reason = "folder does not exist" if numbers is None else "folder has no frame_<i>.jpg files"
                 bad.append(f"{row}: {folder} {reason}")

@@ -10,7 +10,6 @@ splits.py and the creators/importers in importers.py (their names stay importabl
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import math
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._lazy import lazy_getattr
-from .utils import write_csv
+from .utils import DFDLIB_FRAME_RE, frame_files, frame_number, write_csv
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports this module
     import pandas as pd
@@ -34,7 +33,6 @@ COLUMNS = ["filename", "label", "split", "group", "original", "source"]  # canon
 SPLITS = ("train", "val", "test")
 _TEXT_LABELS = {"real": 0, "fake": 1}
 _VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
-_FRAME_RE = re.compile(r"frame_(\d+)\.jpg")
 _MAX_SHOWN = 20  # problems listed in one error / names in one warning
 MINORITY_WARN = 0.25  # warn when a split's minority class is below this share
 
@@ -113,21 +111,25 @@ def _root(processed_root) -> Path:
 
 
 def _frames(folder: Path) -> tuple[int, int | None]:
-    """(number of frame_<i>.jpg in `folder`, first missing index if they are not numbered 0..N-1)."""
-    idx = set()
-    with os.scandir(folder) as it:
-        for e in it:
-            m = _FRAME_RE.fullmatch(e.name)
-            if m:
-                idx.add(int(m.group(1)))
-    n = len(idx)
-    gap = min(set(range(n)) - idx) if n and max(idx) != n - 1 else None
-    return n, gap
+    """(number of frame images in `folder`, first missing index if a dfdlib folder is not numbered 0..N-1).
+
+    A folder the preprocess stage wrote holds frame_0.jpg … frame_<N-1>.jpg; a few holes there mean a
+    damaged folder. Frames of other origin (face-frame datasets: `0001.png`, every 10th frame …) may start
+    anywhere and skip numbers, so only dfdlib-named folders starting at 0 with under half missing are checked.
+    """
+    names = frame_files(folder)
+    n = len(names)
+    if not n or not all(DFDLIB_FRAME_RE.fullmatch(x) for x in names):
+        return n, None
+    idx = {frame_number(x) for x in names}
+    if min(idx) != 0 or max(idx) == n - 1 or max(idx) + 1 > 2 * n:
+        return n, None
+    return n, min(set(range(n)) - idx)
 
 
 def _has_frames(folder: Path) -> bool:
     with os.scandir(folder) as it:
-        return any(_FRAME_RE.fullmatch(e.name) for e in it)
+        return any(frame_number(e.name) is not None and not e.name.startswith(".") for e in it)
 
 
 # ---------------------------------------------------------------- read / write
@@ -235,16 +237,17 @@ def _norm_filename(raw) -> tuple[str, str | None]:
 
 
 def validate_labels(labels, processed_root, sequence_length: int | None = None, short: str = "error",
-                    require_split: bool = False) -> pd.DataFrame:
+                    require_split: bool = False, groups: dict[str, str] | None = None) -> pd.DataFrame:
     """Check a labels CSV (path or DataFrame) against the processed folders before training.
 
     Returns a normalised frame: int `label` 0/1, `filename` with forward slashes, optional columns as text,
     and `frames` (number of frame_*.jpg). Folders with fewer than `sequence_length` frames are an error
     (`short="error"`), left out with a warning (`"drop"`) or kept for the dataset to pad by repeating the
-    last frame (`"pad"`). Raises LabelsError listing every bad row at once; FileNotFoundError for a
+    last frame (`"pad"`). `groups` (filename → group, e.g. label_sources.dataset_groups) fills a missing
+    `group` column so that a split made without groups is checked for leakage too. Raises LabelsError listing every bad row at once; FileNotFoundError for a
     missing CSV or processed root.
     """
-    from .splits import _leaks, _warn_imbalance, split_summary
+    from .splits import find_leaks, split_summary, warn_imbalance
 
     if short not in ("error", "drop", "pad"):
         raise ValueError(f"short must be 'error', 'drop' or 'pad', got {short!r}")
@@ -280,6 +283,8 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
         else:
             seen[name] = ln
     df["filename"] = names
+    if groups and "group" not in df.columns:
+        df["group"] = [groups.get(n, "") for n in names]
     if "split" in df.columns:
         df["split"] = [s.lower() for s in df["split"]]
         for ln, s in zip(lines, df["split"], strict=True):
@@ -335,10 +340,10 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
     if len(set(df["label"])) < 2:  # dropping short folders removed a whole class
         raise LabelsError(source, [(None, _one_class(list(df["label"])) + " (after leaving out short folders)")])
     if "split" in df.columns and df["split"].ne("").any():
-        leaks = _leaks(df, lines)
+        leaks = find_leaks(df, lines)
         if leaks:
             raise LabelsError(source, leaks, "Re-split with split_labels(...) / `dfd labels` to keep groups together.")
-        _warn_imbalance(split_summary(df), source)
+        warn_imbalance(split_summary(df), source)
     cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]
     return df[cols]
 
@@ -350,70 +355,7 @@ def _one_class(y: list[int]) -> str:
             "training needs both real (0) and fake (1) videos")
 
 
-# ---------------------------------------------------------------- CLI
-
-
-def _cmd_labels(args) -> int:
-    import sys
-
-    from .importers import from_dfdc_metadata, from_folders, from_gobal_metadata
-    from .splits import _check_ratios, split_summary
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            if args.check:
-                df = validate_labels(args.check, args.processed, args.sequence_length, args.short,
-                                     args.require_split)
-            else:
-                split = None if args.no_split else _check_ratios(args.ratios)
-                if args.dfdc:
-                    df = from_dfdc_metadata(args.dfdc, args.processed, args.out, split, args.seed)
-                elif args.gobal:
-                    df = from_gobal_metadata(args.gobal, args.processed, args.out, split, args.seed)
-                else:
-                    df = from_folders(args.processed, args.out, args.real_glob, args.fake_glob, split, args.seed)
-        except LabelsError as e:
-            for w in caught:
-                print(f"warning: {w.message}", file=sys.stderr)
-            print(f"dfd labels: {e}", file=sys.stderr)
-            return 1
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    if args.check:
-        print(f"OK: {args.check}: {len(df)} videos, frames per folder {df['frames'].min()}..{df['frames'].max()}")
-    else:
-        print(f"wrote {len(df)} rows to {args.out}")
-    print(split_summary(df).to_string())
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register `dfd labels` (create / import / check the labels CSV)."""
-    p = subparsers.add_parser(
-        "labels", help="create, import, check and split the labels CSV",
-        description="Create labels.csv from processed folders (or import DFDC metadata.json / Gobal_metadata.csv) "
-                    "with a seeded, leakage-free train/val/test split; or check an existing one with --check.",
-        epilog="examples:\n  dfd labels data/processed --out labels/labels.csv\n"
-               "  dfd labels --check labels/labels.csv data/processed --sequence-length 20",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("processed", help="processed root holding real/<video>/frame_*.jpg and fake/<video>/...")
-    p.add_argument("--out", default="labels/labels.csv", help="CSV to write (default: labels/labels.csv)")
-    p.add_argument("--real-glob", default="real/*", help="folders of real videos, relative to PROCESSED")
-    p.add_argument("--fake-glob", default="fake/*", help="folders of fake videos, relative to PROCESSED")
-    p.add_argument("--ratios", default="0.7,0.15,0.15", help="train,val,test shares (default 0.7,0.15,0.15)")
-    p.add_argument("--seed", type=int, default=0, help="split seed (same seed, same split)")
-    p.add_argument("--no-split", action="store_true", help="write no split column")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--dfdc", action="append", metavar="METADATA_JSON",
-                     help="import a DFDC metadata.json (repeat for several parts)")
-    src.add_argument("--gobal", metavar="CSV", help="import the original project's Gobal_metadata.csv")
-    src.add_argument("--check", metavar="LABELS_CSV", help="validate LABELS_CSV against PROCESSED instead")
-    p.add_argument("--sequence-length", type=int, default=None, help="with --check: frames each folder needs")
-    p.add_argument("--short", choices=("error", "drop", "pad"), default="error",
-                   help="with --check: folders with too few frames are an error, dropped or padded")
-    p.add_argument("--require-split", action="store_true", help="with --check: every row needs a split")
-    p.set_defaults(func=_cmd_labels)
+# The `dfd labels` command is in labels_cli.py; the labels of a processed tree in any layout in label_sources.py.
 
 # ---------------------------------------------------------------- moved names
 
@@ -426,6 +368,8 @@ _MOVED = {
                     "splits"),
     **dict.fromkeys(("from_folders", "from_dfdc_metadata", "from_gobal_metadata", "_finish", "_index_folders",
                      "_map_records"), "importers"),
+    **dict.fromkeys(("check_ratios", "warn_imbalance", "find_leaks"), "splits"),
+    **dict.fromkeys(("from_processed", "from_frames_dataset", "split_official"), "label_sources"),
 }
 
 

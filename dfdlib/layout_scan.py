@@ -160,6 +160,25 @@ _CDF_FAKE = re.compile(r"(id\d+)_(id\d+)_(\d+)")
 CELEB_DIRS = ("Celeb-real", "YouTube-real", "Celeb-synthesis")
 
 
+def name_links(stem: str, label: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(footage keys, identity keys) that a video's own name implies, for trees that lost their dataset's
+    folders (a face-frame copy, a processed tree without samples.csv): FF++ `A_B` / `A`, DeepFakeDetection
+    actors, Celeb-DF `idX_idY_NNNN` / `idX_NNNN`. ((), ()) when the name follows none of them."""
+    if label == "fake":
+        if m := _DFD_FAKE.fullmatch(stem):
+            return (f"dfd:{m[1]}__{m[3]}",), (f"dfd-actor:{m[1]}", f"dfd-actor:{m[2]}")
+        if m := _CDF_FAKE.fullmatch(stem):
+            return (f"cdf:{m[1]}_{m[3]}",), (f"cdf-id:{m[1]}", f"cdf-id:{m[2]}")
+        if m := _FF_FAKE.fullmatch(stem):
+            return (f"ff:{m[1]}", f"ff:{m[2]}"), ()
+        return (), ()
+    if m := _DFD_REAL.fullmatch(stem):
+        return (f"dfd:{m[1]}__{m[2]}",), (f"dfd-actor:{m[1]}",)
+    if m := _CDF_REAL.fullmatch(stem):
+        return (f"cdf:{m[1]}_{m[2]}",), (f"cdf-id:{m[1]}",)
+    return ((f"ff:{stem}",), ()) if stem.isdigit() else ((), ())
+
+
 def scan_celebdf(root: Path, problems: list[str]) -> list[Sample]:
     """`Celeb-real/idX_NNNN`, `YouTube-real/NNNNN` (real) and `Celeb-synthesis/idX_idY_NNNN` (fake of the
     footage idX_NNNN with the face of idY)."""

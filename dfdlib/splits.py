@@ -53,7 +53,7 @@ def _group_ids(df: pd.DataFrame, y: np.ndarray, group_col: str | None = "group")
     return np.array([find(i) for i in range(len(df))], dtype=np.int64)
 
 
-def _check_ratios(ratios) -> np.ndarray:
+def check_ratios(ratios) -> np.ndarray:
     """(train, val, test) shares, or a "70,15,15" string → shares normalised to sum 1."""
     try:
         r = np.asarray(ratios.split(",") if isinstance(ratios, str) else ratios, dtype=float)
@@ -74,7 +74,7 @@ def split_labels(df: pd.DataFrame, ratios=(0.7, 0.15, 0.15), seed: int = 0, grou
     such as ROC-AUC are defined even on tiny sets. Takes a labels frame; returns a copy with `split`
     set (row order kept); logs split_summary and warns on strong class imbalance.
     """
-    r = _check_ratios(ratios)
+    r = check_ratios(ratios)
     out = df.copy()
     parsed = [_parse_label(v)[0] for v in out["label"]]
     bad = [(i + 2, f"label {_cell(v)!r} is not 0/1 (or REAL/FAKE)")
@@ -119,7 +119,7 @@ def split_labels(df: pd.DataFrame, ratios=(0.7, 0.15, 0.15), seed: int = 0, grou
     out["split"] = [SPLITS[where[g]] for g in gid]
     summary = split_summary(out)
     log.info("class balance per split:\n%s", summary.to_string())
-    _warn_imbalance(summary, "split")
+    warn_imbalance(summary, "split")
     return out
 
 
@@ -140,7 +140,7 @@ def split_summary(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _warn_imbalance(summary: pd.DataFrame, source: str) -> None:
+def warn_imbalance(summary: pd.DataFrame, source: str) -> None:
     notes = []
     for name, real, fake, total in summary.drop(index="total")[["real", "fake", "total"]].itertuples():
         if total and min(real, fake) < MINORITY_WARN * total:
@@ -153,15 +153,25 @@ def _warn_imbalance(summary: pd.DataFrame, source: str) -> None:
 # ---------------------------------------------------------------- leakage check (validate_labels)
 
 
-def _leaks(df: pd.DataFrame, lines: list[int]) -> list[tuple[int | None, str]]:
-    """One problem per group whose rows sit in different splits."""
-    gid = _group_ids(df, np.asarray(df["label"]), "group")
+def find_leaks(df: pd.DataFrame, lines: list[int] | None = None) -> list[tuple[int | None, str]]:
+    """Leakage in a split labels frame: one (line, text) per group (same `group`, or a fake and its
+    `original`) whose rows sit in different splits; the text names every leaking row with its file line
+    (`lines`, default: as write_labels writes them, header = line 1) and split. [] when nothing leaks."""
+    lines = list(range(2, len(df) + 2)) if lines is None else lines
+    y = np.array([_parse_label(v)[0] if _parse_label(v)[0] is not None else 0 for v in df["label"]])
+    gid = _group_ids(df, y, "group")
+    split = [_cell(s) for s in df["split"]]
     order = np.argsort(gid, kind="stable")
     out = []
     for rows in np.split(order, np.flatnonzero(np.diff(gid[order])) + 1):
-        if len({df["split"].iat[i] for i in rows}) > 1:
-            where = ", ".join(f"{df['filename'].iat[i]} ({df['split'].iat[i] or 'no split'})" for i in rows[:6])
+        if len({split[i] for i in rows}) > 1:
+            where = ", ".join(f"{df['filename'].iat[i]} ({split[i] or 'no split'})" for i in rows[:8])
+            more = f" and {len(rows) - 8} more" if len(rows) > 8 else ""
             out.append((lines[rows[0]],
                         f"rows of one group (same `group`, or a fake and its `original`) are in different "
-                        f"splits: {where}"))
+                        f"splits: {where}{more} [lines {', '.join(str(lines[i]) for i in rows[:8])}]"))
     return out
+
+
+# Old private names, still used by code written before they became public.
+_check_ratios, _warn_imbalance, _leaks = check_ratios, warn_imbalance, find_leaks

@@ -5,6 +5,7 @@ import contextlib
 import os
 import platform
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -183,3 +184,29 @@ def env_report() -> dict:
         rep[pkg] = version(pkg)
     rep["cpu_count"] = os.cpu_count()
     return rep
+
+
+# ---------------------------------------------------------------- face-frame files
+# One definition of a frame file, for the preprocess output (`frame_<i>.jpg`) and for face-frame datasets
+# shipped already cropped (`0001.png`, `frame_12.jpg`, `img_00003.jpg`): an image whose name ends in a number.
+IMAGE_EXT = (".jpg", ".jpeg", ".png")
+FRAME_RE = re.compile(r"(?:.*\D)?(\d+)\.(?:jpe?g|png)", re.IGNORECASE)  # the number is the last digit run
+DFDLIB_FRAME_RE = re.compile(r"frame_(\d+)\.jpg")  # what the preprocess stage writes, numbered 0..N-1
+
+
+def frame_number(name: str) -> int | None:
+    """The frame number of an image file name (`frame_12.jpg` → 12, `0003.png` → 3), None if it is not one."""
+    m = FRAME_RE.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def frame_files(folder: str | os.PathLike) -> list[str]:
+    """Names of the frame images in `folder`, in frame-number order (frame_10 after frame_9); hidden files
+    and images without a number are not frames. Raises OSError for an unreadable folder."""
+    found = []
+    with os.scandir(folder) as it:
+        for e in it:
+            n = None if e.name.startswith(".") else frame_number(e.name)
+            if n is not None:
+                found.append((n, e.name))
+    return [name for _, name in sorted(found)]

@@ -269,14 +269,17 @@ inputs_config = demo.preprocess_config(True) if smoke else dfdlib.PreprocessConf
 if make_inputs and not processed.exists():
     demo.ensure_sample(root / videos_dir, smoke=smoke)
     dfdlib.preprocess_dataset(root / videos_dir, processed, inputs_config)
-print({label: sum(1 for p in (processed / label).glob("*") if not p.name.startswith("."))
+print({label: len({p.parent for p in (processed / label).rglob("frame_*.jpg")})  # video folders, any depth
        for label in ("real", "fake")})"""),
         ("## 2. Write the labels CSV\n\n`filename` is a folder relative to `processed_dir` (`real/video1`), "
-         "`label` is 0 for real and 1 for fake. Folders without frames (no face found) are left out. The "
-         "split is stratified by label, seeded, and saved in the `split` column so it is reproducible.",
+         "`label` is 0 for real and 1 for fake; `group` and `method` come from the dataset's layout "
+         "(`samples.csv` that preprocessing wrote: FF++ pairs, Celeb-DF names, DFDC originals). Folders without "
+         "frames (no face found) are left out. The split keeps every group in one split (no leakage), uses the "
+         "dataset's official split when it has one, is seeded, and is saved in the `split` column. A face-frame "
+         "dataset (faces already cropped) is recognised as well; custom globs label by folder pattern only.",
          """\
-labels = dfdlib.from_folders(processed, out_csv=csv_path, real_glob=real_glob, fake_glob=fake_glob,
-                             split=tuple(split), seed=seed)
+labels = dfdlib.make_labels(processed, out_csv=csv_path, split=tuple(split), seed=seed,
+                            real_glob=real_glob, fake_glob=fake_glob)
 print(f"wrote {csv_path} ({len(labels)} videos)")
 labels.head(10)"""),
         ("## 3. Check it\n\nThe same check the trainer runs: every folder exists and holds frames, labels are 0/1, "
@@ -295,8 +298,9 @@ plt.show()"""),
     ]
     return notebook(
         "Create the labels CSV from the processed folders",
-        "Builds `labels.csv` (`filename,label,split`) from the face-crop folders that `preprocessing.ipynb` "
-        "wrote, by glob (`real/*` → 0, `fake/*` → 1), with a seeded, stratified train/val/test split. Shows "
+        "Builds `labels.csv` (`filename,label,group,method,split`) from the face-crop folders that "
+        "`preprocessing.ipynb` wrote (any dataset layout; `real/…` → 0, `fake/…` → 1), with a seeded, group-aware "
+        "train/val/test split (the official one where the dataset has it). Shows "
         "the class balance per split.\n\n" + RUN_HOW.format(name="Create_csv_from_glob"),
         params, derived, sections)
 
@@ -483,14 +487,18 @@ if explain and clip is not None:
     display(cam_figure(clip, cam, top_k=top_k, title=f"{video_path.name}: {prediction.label}"))"""),
         ("## 5. Evaluate on a labelled split\n\nThe model against the `split` rows of the labels CSV: accuracy, "
          "precision, recall, F1, ROC-AUC, AP, EER, confusion matrix and ROC curve, written to "
-         "`out_dir/metrics.json` and PNG files. The threshold is the one calibrated on the validation split.",
+         "`out_dir/metrics.json` and PNG files. The threshold is the one calibrated on the validation split. "
+         "When the labels have a `method` column (`dfd labels` writes one for FF++, Celeb-DF, DFDC …), a table "
+         "shows each method's fakes scored against all the real videos, and `roc_by_method.png` a curve per method.",
          ["""\
 if split:
     if make_inputs and not csv_path.exists():
         dfdlib.preprocess_dataset(videos, processed, inputs_config)
         demo.ensure_labels(processed, csv_path)
     metrics = dfdlib.evaluate_model(model, csv_path, processed, split=split, out_dir=out, threshold="val")
-    print(format_metrics_table(metrics))""",
+    print(format_metrics_table(metrics))
+    if "by_method" in metrics:  # per method / source: each method's fakes against all reals
+        display(pd.DataFrame.from_dict(metrics["by_method"], orient="index").round(3))""",
           """\
 for png in sorted(out.glob("*.png")) if split else []:
     display(Image(filename=str(png)))"""]),
