@@ -257,10 +257,10 @@ def test_two_faces_become_two_samples_of_one_video(tmp_path):
     assert {m0["boxes"][0][0] < 240, m1["boxes"][0][0] < 240} == {True, False}  # one person each side
     assert m0["video"] == m1["video"] == "real/two.mp4" and m0["group"] == m1["group"]
     assert len(list((video / "face_1").glob("frame_*.jpg"))) == 4
-    from dfdlib import from_folders
+    from dfdlib.label_sources import from_processed
 
-    with pytest.warns(UserWarning, match="no fake videos"):
-        labels = from_folders(tmp_path / "out", real_glob="real/*/face_*", split=None)
+    labels = from_processed(tmp_path / "out", split=None)  # the default `dfd labels` path finds the faces
     assert list(labels["filename"]) == ["real/two/face_0", "real/two/face_1"]
+    assert labels["group"].nunique() == 1 and labels["group"].iloc[0] == m0["group"]
     one = preprocess_dataset(root, tmp_path / "one", PreprocessConfig(frames=4, size=32), progress=False)
     assert list(one["faces"]) == [1] and (tmp_path / "one" / "real" / "two" / "frame_0.jpg").is_file()
