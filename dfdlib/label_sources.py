@@ -184,7 +184,8 @@ def _finish(df: pd.DataFrame, out_csv, split, seed: int) -> pd.DataFrame:
     return df
 
 
-def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
+def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int = 0,
+                   unchanged: str = "drop") -> pd.DataFrame:
     """Labels for the processed output of any layout (`dfd preprocess` of FF++, Celeb-DF, DFDC, a manifest or
     real/fake folders), or any real/ + fake/ tree of frame folders.
 
@@ -192,7 +193,9 @@ def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: 
     column) and the seed. Reads `samples.csv` when there is one (groups, methods, originals, official
     split of the source layout) and `layout.json` (the `source` column); otherwise labels by folder and
     groups by name (tree_rows). A video written with several faces (`<video>/face_<k>/`) gives one row
-    per face, all with the video's group, method and original (face_rows). Returns
+    per face, all with the video's group, method and original (face_rows); the faces of a fake whose
+    original is in the tree are compared with it (originals.relabel_fake_faces): only the changed ones stay
+    fake, the others are dropped (`unchanged="drop"`), labelled real ("real") or kept as fake ("keep"). Returns
     `filename,label,split,group,original,source,method` rows sorted by filename; samples without frames (no face found) are left out with a warning. Raises FileNotFoundError,
     ValueError when no folder holds frames, LabelsError for an unreadable samples.csv."""
     import pandas as pd
@@ -218,8 +221,21 @@ def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: 
             _warn(f"{len(extra)} frame folder(s) under {root} are not in its samples.csv (from another run?); "
                   f"labelled by their folder, each its own group: {_some(extra)}")
             df = pd.concat([df, tree_rows(extra)], ignore_index=True).fillna("")
+        df = _fake_faces(df, root, unchanged)
     df["source"] = _layout_name(root)
     return _finish(df, out_csv, split, seed)
+
+
+def _fake_faces(df: pd.DataFrame, root: Path, unchanged: str) -> pd.DataFrame:
+    from .originals import relabel_fake_faces
+
+    out = relabel_fake_faces(df, root, unchanged)
+    same = [c for c in out.attrs.get("face_changes", []) if not c["changed"]]
+    if same:
+        what = "left out" if unchanged == "drop" else "labelled real"
+        _warn(f"{len(same)} face(s) of fake videos equal their original (not swapped) and are {what}: "
+              + _some([f"{c['filename']} (diff {c['diff']})" for c in same]))
+    return out
 
 
 def _layout_name(root: Path) -> str:
@@ -295,14 +311,16 @@ def is_frames_dataset(root) -> bool:
 
 
 def make_labels(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int = 0, real_glob: str = "real/*",
-                fake_glob: str = "fake/*", frames_dataset: bool | None = None, min_frames: int = 1) -> pd.DataFrame:
+                fake_glob: str = "fake/*", frames_dataset: bool | None = None, min_frames: int = 1,
+                unchanged: str = "drop") -> pd.DataFrame:
     """The labels CSV for any processed tree, as `dfd labels PROCESSED` writes it: custom globs →
     `from_folders`; a face-frame dataset (`frames_dataset=True`, or detected when None) →
-    `from_frames_dataset`; otherwise `from_processed` (any layout, groups and methods, official splits)."""
+    `from_frames_dataset`; otherwise `from_processed` (any layout, groups and methods, official splits,
+    `unchanged`: what becomes of the faces of a fake that equal its original)."""
     if (real_glob, fake_glob) != ("real/*", "fake/*"):
         from .importers import from_folders
 
         return from_folders(processed_root, out_csv, real_glob, fake_glob, split, seed)
     if frames_dataset or (frames_dataset is None and is_frames_dataset(processed_root)):
         return from_frames_dataset(processed_root, out_csv, split, seed, min_frames)
-    return from_processed(processed_root, out_csv, split, seed)
+    return from_processed(processed_root, out_csv, split, seed, unchanged)
