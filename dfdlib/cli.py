@@ -11,7 +11,7 @@ import json
 import sys
 
 # (module, ...) whose add_cli() registers sub-commands, in the order `dfd --help` lists them.
-_STAGE_MODULES = ["sample", "preprocess", "labels_cli", "trainer", "predict", "evaluate", "registry", "sweep", "demo"]
+_STAGE_MODULES = ["sample", "preprocess_cli", "labels_cli", "trainer", "predict", "evaluate", "registry", "sweep", "demo"]
 
 
 def _cmd_env(args: argparse.Namespace) -> int:

@@ -44,6 +44,8 @@ class PreprocessConfig:
     detect_retry: bool = True     # main face in too few frames: detect again at 2x detect_max_side, then at full resolution
     reacquire: float = 0.6        # appearance similarity (0-1) that rejoins a face to its track after a shot cut (>1: never)
     max_faces: int = 1            # people kept per video, most prominent first; above 1 each is a sample <video>/face_<k>/
+    crop: str = "square"          # "square" around the box (+margin); "stretch": the box itself (+margin), clipped to the
+                                  # frame and stretched to size x size, as the original project's face_recognition crops
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PreprocessConfig:
@@ -66,6 +68,7 @@ class PreprocessConfig:
             (0 <= self.track_iou < 1, "track_iou must be in [0, 1)"),
             (self.reacquire >= 0, "reacquire must be >= 0 (above 1 turns re-acquisition after cuts off)"),
             (self.max_faces >= 1, "max_faces must be >= 1"),
+            (self.crop in ("square", "stretch"), f"crop must be 'square' or 'stretch', not {self.crop!r}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -246,15 +249,27 @@ def square_box(box_xyxy, margin: float) -> tuple[int, int, int, int]:
     return left, top, left + s, top + s
 
 
-def crop_face(frame_rgb: np.ndarray, box_xyxy, margin: float = 0.3, size: int = 224) -> np.ndarray:
+def crop_face(frame_rgb: np.ndarray, box_xyxy, margin: float = 0.3, size: int = 224,
+              stretch: bool = False) -> np.ndarray:
     """Square crop around a face box, resized to size x size.
 
     Takes an RGB frame, a box (x1, y1, x2, y2) in its pixels, the margin added on each side (fraction
     of the box's longer side) and the output side. Parts outside the frame are black, so the face
-    stays centred and unstretched at the frame edge. Returns an RGB uint8 (size, size, 3) array.
+    stays centred and unstretched at the frame edge. `stretch=True` crops the box itself instead (margin
+    as a fraction of its width/height, clipped to the frame) and stretches it to the square, as the
+    original project did. Returns an RGB uint8 (size, size, 3) array.
     """
     import cv2
 
+    if stretch:
+        h, w = frame_rgb.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in box_xyxy[:4])
+        mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+        x0, y0 = min(max(0, round(x1 - mx)), w - 1), min(max(0, round(y1 - my)), h - 1)
+        x3, y3 = max(min(w, round(x2 + mx)), x0 + 1), max(min(h, round(y2 + my)), y0 + 1)
+        region = frame_rgb[y0:y3, x0:x3]
+        interp = cv2.INTER_AREA if max(region.shape[:2]) > size else cv2.INTER_LINEAR
+        return np.ascontiguousarray(cv2.resize(region, (size, size), interpolation=interp))
     left, top, right, bottom = square_box(box_xyxy, margin)
     h, w = frame_rgb.shape[:2]
     s = right - left
@@ -368,7 +383,8 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
         if len(tr.dets) < need:  # seen too briefly for a clip of its own (ranked last, so none after it is)
             break
         bxs, filled = fill_missing(tr.boxes(n))
-        crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size)
+        crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size,
+                           cfg.crop == "stretch")
                  for f, b in zip(frames, bxs, strict=True)]
         res.faces.append(Face(len(res.faces), crops, bxs, tr.confidences(n), filled, tr.score))
     res.crops = res.faces[0].crops

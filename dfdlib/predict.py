@@ -68,13 +68,17 @@ def preprocess_config_for(meta: dict, sequence_length: int):
     Training subsampled `sequence_length` frames from the `frames` crops of each video, so prediction
     extracts the same `frames` and subsamples the same way; only when a longer clip is asked for than
     training had crops does it extract more frames (real frames rather than training's padding).
-    Without recorded settings (the original project's files) it uses the defaults with size =
-    image_size and says so once.
+    The original project's files (meta["legacy"], model.load_model) get the crops they were trained on:
+    the tight face box (no margin) stretched to image_size (112), as its face_recognition crops were.
+    Other files without recorded settings get the defaults with size = image_size, said once.
     """
     from .faces import PreprocessConfig
 
     if meta.get("preprocess"):
         cfg = PreprocessConfig.from_dict(meta["preprocess"])
+    elif meta.get("legacy"):
+        cfg = PreprocessConfig(size=int(meta.get("image_size") or 112), margin=0.0, crop="stretch",
+                               sampling=meta.get("sampling") or "first")
     else:
         size = int(meta.get("image_size") or PreprocessConfig().size)
         cfg = PreprocessConfig(size=size, sampling=meta.get("sampling") or PreprocessConfig().sampling)

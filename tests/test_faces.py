@@ -83,6 +83,20 @@ def test_crop_face_margin_and_square():
     assert 12 <= rows.argmax() <= 13 and 24 <= rows.sum() <= 26
 
 
+def test_crop_face_stretch_is_the_box_itself_as_the_original_project_cropped():
+    frame = np.zeros((200, 300, 3), np.uint8)
+    frame[50:150, 100:160] = 255  # a 60x100 "face"
+    crop = crop_face(frame, (100, 50, 160, 150), margin=0.0, size=50, stretch=True)
+    assert crop.shape == (50, 50, 3) and crop.min() == 255  # the whole square is the face, stretched
+    wide = crop_face(frame, (100, 50, 160, 150), margin=0.5, size=50, stretch=True)  # +30 px / +50 px per side
+    assert 24 <= (wide[25, :, 0] > 100).sum() <= 26 and 24 <= (wide[:, 25, 0] > 100).sum() <= 26  # the middle half
+    edge = crop_face(frame, (-20, -10, 40, 30), margin=0.0, size=40, stretch=True)  # clipped, not padded
+    assert edge.shape == (40, 40, 3) and edge.max() == 0
+    assert PreprocessConfig(crop="stretch").validate().crop == "stretch"
+    with pytest.raises(ValueError, match="crop must be"):
+        PreprocessConfig(crop="round").validate()
+
+
 def test_crop_face_at_the_edge_pads_black_and_keeps_the_face_centred():
     frame = np.full((100, 100, 3), 200, np.uint8)
     crop = crop_face(frame, (0, 0, 40, 40), margin=0.5, size=80)  # region (-20,-20)-(60,60)

@@ -1,6 +1,7 @@
 """Prediction, ensembles, evaluation and the predict/evaluate CLI on the shared tiny sample set."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -194,6 +195,33 @@ def test_preprocessing_comes_from_the_model_file():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once per model file, not once per video
         preprocess_config_for(legacy, 10)
+
+
+def test_legacy_models_get_tight_boxes_stretched_to_112(sample_dir, detector):
+    """The original project's models (meta["legacy"], as load_model marks them) were trained on tight
+    face_recognition boxes stretched to 112x112: predict crops that way without being told."""
+    from dfdlib.data import frames_to_clip
+    from dfdlib.faces import extract_faces
+    from dfdlib.model import LegacyResNeXtLSTM
+    from dfdlib.predict import _as_stored
+
+    meta = {"legacy": True, "sequence_length": 4, "image_size": 112, "sampling": "first", "preprocess": None,
+            "class_names": ["FAKE", "REAL"], "threshold": 0.5, "path": "model_90_acc_4_frames_final_data.pt"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the crop style is known: no "no preprocessing settings" warning
+        cfg = preprocess_config_for(meta, 4)
+    assert (cfg.size, cfg.margin, cfg.crop, cfg.sampling) == (112, 0.0, "stretch", "first")
+    torch.manual_seed(0)
+    model = LegacyResNeXtLSTM(hidden_dim=16).eval()
+    model.meta = meta
+    video = sorted(sample_dir.glob("real/*.mp4"))[0]
+    pred, clip = predict_video(model, video, detector=detector, return_clip=True)
+    assert pred.status == "ok" and clip.shape == (4, 3, 112, 112)
+    res = extract_faces(video, dataclasses.replace(cfg, max_faces=3), detector=detector)
+    want = frames_to_clip(_as_stored(res.crops, cfg.jpeg_quality), 4, 112, sampling="first")
+    assert torch.allclose(clip, want, atol=1e-5)
+    square = extract_faces(video, dataclasses.replace(cfg, crop="square", max_faces=3), detector=detector)
+    assert np.abs(square.crops[0].astype(float) - res.crops[0].astype(float)).mean() > 1  # not the square crop
 
 
 def test_predict_folder_reports_bad_files(model_paths, sample_dir, blank_video, tmp_path, monkeypatch):
