@@ -125,6 +125,17 @@ def naive(path: Path, mtcnn, keep: set[int]) -> tuple[float, dict]:
     return time.perf_counter() - t, boxes
 
 
+def cpu_model() -> str:
+    """The CPU's model name (what `lscpu | grep 'Model name'` says), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def retry_cost(clip, n: int, cfg, det, tmp: Path, plain: dict) -> str:
     """Time a 1080p video whose face is too small at detect_max_side (the retry path) against the 1080p
     row found on the first try; returns the sentence for the report."""
@@ -198,7 +209,7 @@ def main(argv=None) -> int:
     lines = [
         "# Stage 1 (preprocess) benchmark: dfdlib.extract_faces vs the guide's recipe", "",
         f"Command: `{' '.join(['python benchmarks/preprocess.py', *(argv or sys.argv[1:])])}`  ",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU, "
+        f"Machine: {cpu_model()}, {os.cpu_count()} CPU cores, no GPU, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}; shared with other jobs: "
         f"load average {load0[0]:.1f} at start, {load1[0]:.1f} at end (1-min).  ",
         f"Settings: {cfg.frames} frames sampled ({cfg.sampling}), detect_max_side={cfg.detect_max_side}, "
