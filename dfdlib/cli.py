@@ -11,8 +11,8 @@ import json
 import sys
 
 # (module, ...) whose add_cli() registers sub-commands, in the order `dfd --help` lists them.
-_STAGE_MODULES = ["sample", "preprocess", "labels_cli", "train_cli", "predict", "evaluate", "registry", "sweep", "demo",
-                  "app"]
+_STAGE_MODULES = ["sample", "preprocess_cli", "labels_cli", "train_cli", "predict", "evaluate", "registry", "sweep",
+                  "demo", "app"]
 
 
 def _cmd_env(args: argparse.Namespace) -> int:

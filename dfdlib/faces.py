@@ -1,11 +1,13 @@
-"""Faces of one video: MTCNN detection on sampled frames, one main face tracked by IoU, square crops.
+"""Faces of one video: MTCNN detection on sampled frames, the main face tracked across cuts, square crops.
 
 MTCNN is Zhang et al., "Joint Face Detection and Alignment using Multitask Cascaded Convolutional
 Networks" (2016), from the `mtcnn` package (TensorFlow). Detection runs on a downscaled copy of each
 sampled frame (batched, one call per video chunk) and boxes are mapped back to full resolution, so a
 1080p video costs about as much as a 480p one. mtcnn 1.0.0 silently finds nothing when its
 min_face_size is above ~24 (its image pyramid shrinks below the 12 px PNet input), so we keep its
-default and drop small boxes ourselves.
+default and drop small boxes ourselves. When the main face is found in too few sampled frames (a small
+face in a large frame), detection is retried at twice the resolution, then at full resolution.
+Tracking (IoU within a shot, re-acquisition after a cut by size and appearance, prominence) is tracks.py.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .tracks import appearance, build_tracks, fill_missing, iou, rank_tracks, track_main_face  # noqa: F401
 from .video import VideoError, VideoInfo, read_frames
 
 # Sampled full-resolution frames are held in memory until tracking has chosen the boxes; above this
@@ -38,6 +41,11 @@ class PreprocessConfig:
     jpeg_quality: int = 95        # JPEG quality (1–100) of the saved crops
     min_detected: float = 0.5     # share of sampled frames that must show the main face, else the video is no_face
     track_iou: float = 0.2        # IoU with the face's previous box for a detection to count as the same face
+    detect_retry: bool = True     # main face in too few frames: detect again at 2x detect_max_side, then at full resolution
+    reacquire: float = 0.6        # appearance similarity (0-1) that rejoins a face to its track after a shot cut (>1: never)
+    max_faces: int = 1            # people kept per video, most prominent first; above 1 each is a sample <video>/face_<k>/
+    crop: str = "square"          # "square" around the box (+margin); "stretch": the box itself (+margin), clipped to the
+                                  # frame and stretched to size x size, as the original project's face_recognition crops
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PreprocessConfig:
@@ -58,11 +66,25 @@ class PreprocessConfig:
             (1 <= self.jpeg_quality <= 100, "jpeg_quality must be between 1 and 100"),
             (0 <= self.min_detected <= 1, "min_detected must be between 0 and 1"),
             (0 <= self.track_iou < 1, "track_iou must be in [0, 1)"),
+            (self.reacquire >= 0, "reacquire must be >= 0 (above 1 turns re-acquisition after cuts off)"),
+            (self.max_faces >= 1, "max_faces must be >= 1"),
+            (self.crop in ("square", "stretch"), f"crop must be 'square' or 'stretch', not {self.crop!r}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"PreprocessConfig: {msg}")
         return self
+
+
+@dataclass
+class Face:
+    """One person's face over the sampled frames (face 0 is the main, most prominent one)."""
+    index: int                                         # rank by prominence, 0 = main face
+    crops: list = field(default_factory=list)          # RGB uint8 (size, size, 3) per sampled frame
+    boxes: list = field(default_factory=list)          # box [x1, y1, x2, y2] at full resolution per frame
+    confidences: list = field(default_factory=list)    # MTCNN confidence per frame (0.0 where filled)
+    filled: list = field(default_factory=list)         # True where not detected and the nearest box was used
+    prominence: float = 0.0                            # sum over frames of box area x confidence
 
 
 @dataclass
@@ -78,9 +100,13 @@ class FaceResult:
     config: PreprocessConfig | None = None             # settings used
     seconds: float = 0.0                               # wall time of extract_faces
     source: str = ""                                   # the video path as given
+    detect_side: int = 0                               # longer side (px) of the copy the faces were found on
+    detect_sides: list = field(default_factory=list)   # every detection resolution tried, in order
+    faces: list = field(default_factory=list)          # Face per kept person (max_faces), main first; [] unless ok
 
-    def manifest(self) -> dict:
-        """The faces.json content: source, video properties, per-frame boxes/confidences/filled, settings."""
+    def manifest(self, face: int = 0) -> dict:
+        """The faces.json content of face `face` (0: the main face): source, video properties, per-frame
+        boxes/confidences/filled, the detection resolution, settings."""
         from importlib import metadata
 
         from . import __version__
@@ -90,6 +116,8 @@ class FaceResult:
         except metadata.PackageNotFoundError:
             mtcnn_version = "unknown"
         info = self.info
+        f = self.faces[face] if face < len(self.faces) else Face(face, self.crops, self.boxes, self.confidences,
+                                                                  self.filled)
         return {
             "format": "dfdlib-faces/1",
             "source": self.source,
@@ -101,9 +129,14 @@ class FaceResult:
             "height": info.height if info else None,
             "rotation": info.rotation if info else None,
             "indices": [int(i) for i in self.indices],
-            "boxes": [[round(float(v), 1) for v in b] if b is not None else None for b in self.boxes],
-            "confidences": [round(float(c), 4) for c in self.confidences],
-            "filled": [bool(f) for f in self.filled],
+            "face": face,
+            "faces_in_video": len(self.faces),
+            "boxes": [[round(float(v), 1) for v in b] if b is not None else None for b in f.boxes],
+            "confidences": [round(float(c), 4) for c in f.confidences],
+            "filled": [bool(x) for x in f.filled],
+            "prominence": round(float(f.prominence), 1),
+            "detect_side": int(self.detect_side),
+            "detect_sides": [int(v) for v in self.detect_sides],
             "preprocess": asdict(self.config) if self.config else None,
             "detector": {"name": "mtcnn", "version": mtcnn_version, "stages": "face_and_landmarks_detection"},
             "dfdlib_version": __version__,
@@ -206,17 +239,6 @@ def default_detector() -> FaceDetector:
     return _DETECTOR
 
 
-def iou(a, b) -> float:
-    """Intersection over union of two xyxy boxes."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def square_box(box_xyxy, margin: float) -> tuple[int, int, int, int]:
     """The square crop region (xyxy, integer px, may extend past the frame) around a face box."""
     x1, y1, x2, y2 = (float(v) for v in box_xyxy[:4])
@@ -227,15 +249,27 @@ def square_box(box_xyxy, margin: float) -> tuple[int, int, int, int]:
     return left, top, left + s, top + s
 
 
-def crop_face(frame_rgb: np.ndarray, box_xyxy, margin: float = 0.3, size: int = 224) -> np.ndarray:
+def crop_face(frame_rgb: np.ndarray, box_xyxy, margin: float = 0.3, size: int = 224,
+              stretch: bool = False) -> np.ndarray:
     """Square crop around a face box, resized to size x size.
 
     Takes an RGB frame, a box (x1, y1, x2, y2) in its pixels, the margin added on each side (fraction
     of the box's longer side) and the output side. Parts outside the frame are black, so the face
-    stays centred and unstretched at the frame edge. Returns an RGB uint8 (size, size, 3) array.
+    stays centred and unstretched at the frame edge. `stretch=True` crops the box itself instead (margin
+    as a fraction of its width/height, clipped to the frame) and stretches it to the square, as the
+    original project did. Returns an RGB uint8 (size, size, 3) array.
     """
     import cv2
 
+    if stretch:
+        h, w = frame_rgb.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in box_xyxy[:4])
+        mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+        x0, y0 = min(max(0, round(x1 - mx)), w - 1), min(max(0, round(y1 - my)), h - 1)
+        x3, y3 = max(min(w, round(x2 + mx)), x0 + 1), max(min(h, round(y2 + my)), y0 + 1)
+        region = frame_rgb[y0:y3, x0:x3]
+        interp = cv2.INTER_AREA if max(region.shape[:2]) > size else cv2.INTER_LINEAR
+        return np.ascontiguousarray(cv2.resize(region, (size, size), interpolation=interp))
     left, top, right, bottom = square_box(box_xyxy, margin)
     h, w = frame_rgb.shape[:2]
     s = right - left
@@ -250,62 +284,46 @@ def crop_face(frame_rgb: np.ndarray, box_xyxy, margin: float = 0.3, size: int = 
     return np.ascontiguousarray(cv2.resize(region, (size, size), interpolation=interp))
 
 
-def track_main_face(detections: list[np.ndarray], iou_min: float = 0.2):
-    """Pick one person's face across frames.
+def detection_sides(config: PreprocessConfig, long_side: int) -> list[int]:
+    """The detection resolutions to try, in order, for frames whose longer side is `long_side` px.
 
-    Detections of consecutive frames are linked into tracks greedily by IoU with each track's latest
-    box; the main track is the one with the largest sum of confidence x box area (present in many
-    frames, large, confident). Takes per-frame (k, 5) arrays. Returns (boxes, confidences) per frame,
-    None/0.0 where the main face was not detected; ([None]*n, [0.0]*n) if nothing was detected.
+    `detect_max_side` first; with `detect_retry`, then twice that while clearly below the frame's size,
+    then full resolution. 0 stands for full resolution (also when detect_max_side is not below it).
     """
-    tracks: list[dict] = []  # {"last": box, "frames": {t: (box, conf)}, "score": float}
-    for t, dets in enumerate(detections):
-        taken: set[int] = set()
-        for d in sorted(dets, key=lambda r: -r[4]):
-            best, best_iou = None, iou_min
-            for k, tr in enumerate(tracks):
-                v = iou(tr["last"], d)
-                if k not in taken and t not in tr["frames"] and v >= best_iou:
-                    best, best_iou = k, v
-            if best is None:
-                tracks.append({"last": d[:4], "frames": {}, "score": 0.0})
-                best = len(tracks) - 1
-            tr = tracks[best]
-            taken.add(best)
-            tr["last"] = d[:4]
-            tr["frames"][t] = (d[:4].tolist(), float(d[4]))
-            tr["score"] += float(d[4]) * (d[2] - d[0]) * (d[3] - d[1])
-    n = len(detections)
-    if not tracks:
-        return [None] * n, [0.0] * n
-    main = max(tracks, key=lambda tr: tr["score"])
-    boxes = [main["frames"][t][0] if t in main["frames"] else None for t in range(n)]
-    confs = [main["frames"][t][1] if t in main["frames"] else 0.0 for t in range(n)]
-    return boxes, confs
+    first = config.detect_max_side
+    if not first or first >= long_side:
+        return [0]
+    sides = [first]
+    if config.detect_retry:
+        while sides[-1] * 2 < 0.8 * long_side:
+            sides.append(sides[-1] * 2)
+        sides.append(0)
+    return sides
 
 
-def fill_missing(boxes: list) -> tuple[list, list[bool]]:
-    """Replace None boxes by the nearest detected one (the earlier on a tie); returns (boxes, filled)."""
-    known = [t for t, b in enumerate(boxes) if b is not None]
-    if not known:
-        raise ValueError("no detected box to fill from")
-    out, filled = [], []
-    for t, b in enumerate(boxes):
-        if b is None:
-            near = min(known, key=lambda k: (abs(k - t), k))
-            out.append(list(boxes[near]))
-        else:
-            out.append(list(b))
-        filled.append(b is None)
-    return out, filled
+def _tracks(frames, detector: FaceDetector, side: int, cfg: PreprocessConfig, fx: float, fy: float, need: int):
+    """Detections at one resolution (boxes at full resolution, above the thresholds) linked into tracks,
+    ranked (tracks.rank_tracks: seen in >= `need` frames first, then by prominence)."""
+    dets, looks = [], []
+    for frame, d in zip(frames, detector.detect(frames, side), strict=True):
+        d = d * np.array([fx, fy, fx, fy, 1.0])
+        keep = (d[:, 4] >= cfg.min_confidence) & (np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
+                                                  >= cfg.min_face_size)
+        dets.append(d[keep])
+        looks.append([appearance(frame, r, (fx, fy)) for r in d[keep]] if cfg.reacquire <= 1 else None)
+    return rank_tracks(build_tracks(dets, looks if cfg.reacquire <= 1 else None, cfg.track_iou, cfg.reacquire),
+                       need)
 
 
 def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None = None,
                   detector: FaceDetector | None = None, threads: int | None = None) -> FaceResult:
-    """Sample frames of one video and crop one consistent face from each.
+    """Sample frames of one video and crop one consistent face (or `max_faces` people's) from each.
 
     Takes a video path, a PreprocessConfig (default settings if None), a FaceDetector to reuse (the
-    process-wide one if None) and the decoder's thread count. Returns a FaceResult; a bad video
+    process-wide one if None) and the decoder's thread count. Detection runs at `detect_max_side`; when
+    the main face is found in fewer than `min_detected` of the frames it is retried at higher resolutions
+    (detection_sides), and `detect_side` records the one used. Returns a FaceResult (its crops/boxes/...
+    are the main face's; `faces` holds up to `max_faces` people seen in enough frames); a bad video
     (unreadable, too short, no face) is reported in `status`/`reason`, never raised. Raises
     ValueError only for an invalid config.
     """
@@ -317,7 +335,7 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     def done(status: str, reason: str = "") -> FaceResult:
         res.status, res.reason, res.seconds = status, reason, time.perf_counter() - t0
         if status != "ok":
-            res.crops = []
+            res.crops, res.faces = [], []
         return res
 
     max_pixels = max(1, FRAME_BUDGET_BYTES // (3 * cfg.frames))
@@ -332,29 +350,42 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     info = res.info
     kh, kw = frames[0].shape[:2]
     fx, fy = info.width / kw, info.height / kh  # kept frame → full resolution (1.0 unless over budget)
-    try:
-        raw = (detector or default_detector()).detect(frames, cfg.detect_max_side)
-    except Exception as e:  # reported, not raised: one odd video must not stop a batch
-        return done("no_face", f"{path}: the face detector failed ({type(e).__name__}: {e})")
-    dets = []
-    for d in raw:
-        d = d * np.array([fx, fy, fx, fy, 1.0])
-        keep = (d[:, 4] >= cfg.min_confidence) & (np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
-                                                  >= cfg.min_face_size)
-        dets.append(d[keep])
-    boxes, confs = track_main_face(dets, cfg.track_iou)
-    found = sum(b is not None for b in boxes)
-    res.confidences = confs
+    need = max(1, math.ceil(cfg.min_detected * len(frames) - 1e-9))
+    n = len(frames)
+    best = None  # (found, side, tracks) of the resolution that found the main face most often
+    for side in detection_sides(cfg, max(kh, kw)):
+        res.detect_sides.append(side or max(kh, kw))
+        try:
+            tracks = _tracks(frames, detector or default_detector(), side, cfg, fx, fy, need)
+        except Exception as e:  # reported, not raised: one odd video must not stop a batch
+            return done("no_face", f"{path}: the face detector failed ({type(e).__name__}: {e})")
+        found = len(tracks[0].dets) if tracks else 0
+        if best is None or found > best[0]:
+            best = (found, res.detect_sides[-1], tracks)
+        if found >= need:
+            break
+    found, res.detect_side, tracks = best
+    boxes = tracks[0].boxes(n) if tracks else [None] * n
+    res.confidences = tracks[0].confidences(n) if tracks else [0.0] * n
+    tried = (f" (detection tried at {', '.join(map(str, res.detect_sides))} px)" if len(res.detect_sides) > 1
+             else "")
     hint = ("check that the video shows a face; for small or distant faces raise --detect-max-side "
             "(or 0 for full resolution), for unusual faces lower --min-confidence")
     if found == 0:
         res.boxes, res.filled = [None] * len(boxes), [True] * len(boxes)
         return done("no_face", f"{path}: no face (confidence >= {cfg.min_confidence}, size >= "
-                               f"{cfg.min_face_size} px) in any of the {cfg.frames} sampled frames; {hint}")
+                               f"{cfg.min_face_size} px) in any of the {cfg.frames} sampled frames{tried}; {hint}")
     res.boxes, res.filled = fill_missing(boxes)
     if found < math.ceil(cfg.min_detected * len(boxes) - 1e-9):
         return done("no_face", f"{path}: the main face was found in only {found} of {len(boxes)} sampled "
-                               f"frames (min_detected={cfg.min_detected}); {hint}, or lower --min-detected")
-    res.crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size)
-                 for f, b in zip(frames, res.boxes, strict=True)]
+                               f"frames{tried} (min_detected={cfg.min_detected}); {hint}, or lower --min-detected")
+    for tr in tracks[:cfg.max_faces]:
+        if len(tr.dets) < need:  # seen too briefly for a clip of its own (ranked last, so none after it is)
+            break
+        bxs, filled = fill_missing(tr.boxes(n))
+        crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size,
+                           cfg.crop == "stretch")
+                 for f, b in zip(frames, bxs, strict=True)]
+        res.faces.append(Face(len(res.faces), crops, bxs, tr.confidences(n), filled, tr.score))
+    res.crops = res.faces[0].crops
     return done("ok")

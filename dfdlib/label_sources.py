@@ -20,7 +20,7 @@ import numpy as np
 from .labels import SPLITS, LabelsError, write_labels
 from .layout_scan import CLASSES, Sample, name_links
 from .splits import check_ratios, find_leaks, split_labels
-from .utils import DFDLIB_FRAME_RE, frame_files
+from .utils import DFDLIB_FRAME_RE, frame_files, split_face
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports the labels stage
     import pandas as pd
@@ -67,13 +67,15 @@ def _label_of(filename: str) -> int:
 def tree_rows(filenames: list[str]) -> pd.DataFrame:
     """Rows `filename,label,group,method` for frame folders without a samples.csv: label from the class
     folder, method = a fake's first subfolder (`fake/Deepfakes/…` → Deepfakes) else real/fake, groups
-    joined over what the names imply (layout_scan.name_links, layouts.assign_groups)."""
+    joined over what the names imply (layout_scan.name_links, layouts.assign_groups). The face folders of
+    one video (`fake/v/face_0`, `fake/v/face_1`, utils.split_face) share the video's group and method."""
     import pandas as pd
 
     from .layouts import assign_groups
 
+    videos = list(dict.fromkeys(split_face(f)[0] for f in filenames))
     samples = []
-    for f in filenames:
+    for f in videos:
         label = CLASSES[_label_of(f)]
         parts = f.split("/")
         strong, weak = name_links(parts[-1], label)
@@ -83,8 +85,30 @@ def tree_rows(filenames: list[str]) -> pd.DataFrame:
     assign_groups(samples, problems)
     for p in problems:
         _warn(p)
+    of = {s.path: s for s in samples}
+    rows = [of[split_face(f)[0]] for f in filenames]
     return pd.DataFrame({"filename": filenames, "label": [_label_of(f) for f in filenames],
-                         "group": [s.group for s in samples], "method": [s.method for s in samples]})
+                         "group": [s.group for s in rows], "method": [s.method for s in rows]})
+
+
+def face_rows(samples: pd.DataFrame, found) -> tuple[pd.DataFrame, list[str]]:
+    """samples.csv rows (one per video) → one row per sample folder found: a video written with several
+    faces (`<video>/face_<k>/`) gets one row per face, each a copy of the video's row (label, group,
+    method, original, official split), so its faces never land in different splits. Returns (rows,
+    found folders that belong to no row)."""
+    names = set(samples["filename"])
+    folders: dict[str, list[str]] = {}
+    extra = []
+    for f in found:
+        video = f if f in names else split_face(f)[0]
+        if video in names:
+            folders.setdefault(video, []).append(f)
+        else:
+            extra.append(f)
+    keep = samples[samples["filename"].isin(list(folders))]
+    rows = keep.loc[keep.index.repeat([len(folders[v]) for v in keep["filename"]])].copy()
+    rows["filename"] = [f for v in keep["filename"] for f in folders[v]]
+    return rows.reset_index(drop=True), sorted(extra)
 
 
 def read_samples(root) -> pd.DataFrame | None:
@@ -160,15 +184,19 @@ def _finish(df: pd.DataFrame, out_csv, split, seed: int) -> pd.DataFrame:
     return df
 
 
-def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
+def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int = 0,
+                   unchanged: str = "drop") -> pd.DataFrame:
     """Labels for the processed output of any layout (`dfd preprocess` of FF++, Celeb-DF, DFDC, a manifest or
     real/fake folders), or any real/ + fake/ tree of frame folders.
 
     Takes the processed root, an optional CSV to write (atomically), the split ratios (None: no split
     column) and the seed. Reads `samples.csv` when there is one (groups, methods, originals, official
     split of the source layout) and `layout.json` (the `source` column); otherwise labels by folder and
-    groups by name (tree_rows). Returns `filename,label,split,group,original,source,method` rows sorted by
-    filename; samples without frames (no face found) are left out with a warning. Raises FileNotFoundError,
+    groups by name (tree_rows). A video written with several faces (`<video>/face_<k>/`) gives one row
+    per face, all with the video's group, method and original (face_rows); the faces of a fake whose
+    original is in the tree are compared with it (originals.relabel_fake_faces): only the changed ones stay
+    fake, the others are dropped (`unchanged="drop"`), labelled real ("real") or kept as fake ("keep"). Returns
+    `filename,label,split,group,original,source,method` rows sorted by filename; samples without frames (no face found) are left out with a warning. Raises FileNotFoundError,
     ValueError when no folder holds frames, LabelsError for an unreadable samples.csv."""
     import pandas as pd
 
@@ -181,21 +209,33 @@ def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: 
     if samples is None:
         df = tree_rows(list(found))
     else:
-        have = samples["filename"].isin(list(found))
-        missing = samples.loc[~have, "filename"].tolist()
+        df, extra = face_rows(samples, found)
+        have = set(df["filename"]) | {split_face(f)[0] for f in df["filename"]}
+        missing = [f for f in samples["filename"] if f not in have]
         if missing:
             _warn(f"{root / 'samples.csv'}: {len(missing)} sample(s) have no frames under {root} (no face found, "
                   f"not processed yet, or another shard's) and are left out: {_some(missing)}")
-        df = samples[have].copy()
         df["label"] = [_label_of(f) for f in df["filename"]]
         df = df.rename(columns={"split": "official"}).drop(columns=["video"], errors="ignore")
-        extra = sorted(set(found) - set(samples["filename"]))
         if extra:
             _warn(f"{len(extra)} frame folder(s) under {root} are not in its samples.csv (from another run?); "
                   f"labelled by their folder, each its own group: {_some(extra)}")
             df = pd.concat([df, tree_rows(extra)], ignore_index=True).fillna("")
+        df = _fake_faces(df, root, unchanged)
     df["source"] = _layout_name(root)
     return _finish(df, out_csv, split, seed)
+
+
+def _fake_faces(df: pd.DataFrame, root: Path, unchanged: str) -> pd.DataFrame:
+    from .originals import relabel_fake_faces
+
+    out = relabel_fake_faces(df, root, unchanged)
+    same = [c for c in out.attrs.get("face_changes", []) if not c["changed"]]
+    if same:
+        what = "left out" if unchanged == "drop" else "labelled real"
+        _warn(f"{len(same)} face(s) of fake videos equal their original (not swapped) and are {what}: "
+              + _some([f"{c['filename']} (diff {c['diff']})" for c in same]))
+    return out
 
 
 def _layout_name(root: Path) -> str:
@@ -271,14 +311,16 @@ def is_frames_dataset(root) -> bool:
 
 
 def make_labels(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int = 0, real_glob: str = "real/*",
-                fake_glob: str = "fake/*", frames_dataset: bool | None = None, min_frames: int = 1) -> pd.DataFrame:
+                fake_glob: str = "fake/*", frames_dataset: bool | None = None, min_frames: int = 1,
+                unchanged: str = "drop") -> pd.DataFrame:
     """The labels CSV for any processed tree, as `dfd labels PROCESSED` writes it: custom globs →
     `from_folders`; a face-frame dataset (`frames_dataset=True`, or detected when None) →
-    `from_frames_dataset`; otherwise `from_processed` (any layout, groups and methods, official splits)."""
+    `from_frames_dataset`; otherwise `from_processed` (any layout, groups and methods, official splits,
+    `unchanged`: what becomes of the faces of a fake that equal its original)."""
     if (real_glob, fake_glob) != ("real/*", "fake/*"):
         from .importers import from_folders
 
         return from_folders(processed_root, out_csv, real_glob, fake_glob, split, seed)
     if frames_dataset or (frames_dataset is None and is_frames_dataset(processed_root)):
         return from_frames_dataset(processed_root, out_csv, split, seed, min_frames)
-    return from_processed(processed_root, out_csv, split, seed)
+    return from_processed(processed_root, out_csv, split, seed, unchanged)

@@ -31,7 +31,7 @@ from .labels_table import (
     warn,
     warn_imbalance,
 )
-from .utils import DFDLIB_FRAME_RE, frame_files, frame_number, write_csv
+from .utils import DFDLIB_FRAME_RE, frame_files, frame_number, split_face, write_csv
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports this module
     import pandas as pd
@@ -204,7 +204,7 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
             seen[name] = ln
     df["filename"] = names
     if groups and "group" not in df.columns:
-        df["group"] = [groups.get(n, "") for n in names]
+        df["group"] = [groups.get(n) or groups.get(split_face(n)[0], "") for n in names]  # face_<k>: the video's
     if "split" in df.columns:
         df["split"] = [s.lower() for s in df["split"]]
         for ln, s in zip(lines, df["split"], strict=True):

@@ -26,7 +26,7 @@ def _create(args):
     if frames:
         print(f"face-frame dataset: {args.processed} (faces already cropped; no detection needed)")
     df = make_labels(args.processed, args.out, split, args.seed, args.real_glob, args.fake_glob, frames,
-                     args.min_frames)
+                     args.min_frames, args.unchanged_faces)
     if frames:
         print(f"{len(df)} usable video folder(s), {len(df.attrs.get('unusable', {}))} unusable (see warnings)")
     return df
@@ -95,6 +95,9 @@ def add_cli(subparsers) -> None:
                      help="PROCESSED is a face-frame dataset (real|fake/**/<video>/0001.png …, faces already "
                           "cropped): check every folder, label the usable ones (detected when not given)")
     src.add_argument("--check", metavar="LABELS_CSV", help="validate LABELS_CSV against PROCESSED instead")
+    p.add_argument("--unchanged-faces", choices=("drop", "real", "keep"), default="drop",
+                   help="faces of a fake (max_faces > 1) that equal its original: left out (default), labelled "
+                        "real, or kept as fake without comparing")
     p.add_argument("--min-frames", type=int, default=1, help="with --frames-dataset: fewer frames = unusable")
     p.add_argument("--sequence-length", type=int, default=None, help="with --check: frames each folder needs")
     p.add_argument("--short", choices=("error", "drop", "pad"), default="error",

@@ -25,7 +25,9 @@ from .utils import write_csv
 from .video import VIDEO_EXTENSIONS, find_videos  # the same files the preprocess stage treats as videos
 
 MODEL_EXTENSIONS = (".pt", ".pth")
+SCORED_FACES = 3  # people scored per video unless the call (or the model's preprocessing) says otherwise
 _warned: set[str] = set()
+
 
 @dataclass
 class Prediction:
@@ -39,6 +41,9 @@ class Prediction:
     reason: str = ""                  # why there is no verdict, naming the file and what to do
     threshold: float = 0.5            # prob_fake >= threshold → FAKE
     seconds: float = 0.0              # wall time for this video
+    faces: list = dataclasses.field(default_factory=list)  # per person scored, most prominent first: {"face",
+                                      # "prob_fake", "frames" (detected in), "box" (median xyxy)}; the verdict
+                                      # is the most-fake face's (the DFDC winners' rule)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,13 +68,17 @@ def preprocess_config_for(meta: dict, sequence_length: int):
     Training subsampled `sequence_length` frames from the `frames` crops of each video, so prediction
     extracts the same `frames` and subsamples the same way; only when a longer clip is asked for than
     training had crops does it extract more frames (real frames rather than training's padding).
-    Without recorded settings (the original project's files) it uses the defaults with size =
-    image_size and says so once.
+    The original project's files (meta["legacy"], model.load_model) get the crops they were trained on:
+    the tight face box (no margin) stretched to image_size (112), as its face_recognition crops were.
+    Other files without recorded settings get the defaults with size = image_size, said once.
     """
     from .faces import PreprocessConfig
 
     if meta.get("preprocess"):
         cfg = PreprocessConfig.from_dict(meta["preprocess"])
+    elif meta.get("legacy"):
+        cfg = PreprocessConfig(size=int(meta.get("image_size") or 112), margin=0.0, crop="stretch",
+                               sampling=meta.get("sampling") or "first")
     else:
         size = int(meta.get("image_size") or PreprocessConfig().size)
         cfg = PreprocessConfig(size=size, sampling=meta.get("sampling") or PreprocessConfig().sampling)
@@ -118,14 +127,17 @@ def _member_prob(member, crops, seq: int):
 
 
 def predict_video(model, video_path, sequence_length: int | None = None, detector=None,
-                  threshold: float | None = None, return_clip: bool = False, device: str = "auto"):
+                  threshold: float | None = None, return_clip: bool = False, device: str = "auto",
+                  max_faces: int | None = None):
     """Verdict for one video.
 
     Takes a model from load_model, a model file path, an Ensemble (or a list of paths), the video path,
-    an optional sequence length (default: the model's), a FaceDetector to reuse and a threshold
-    (default: the model file's, else 0.5). Returns a Prediction, or (Prediction, clip) with
-    `return_clip=True` (clip: the first member's normalised (T, 3, S, S) tensor, None without a verdict).
-    Bad videos are reported in `status`/`reason`, not raised.
+    an optional sequence length (default: the model's), a FaceDetector to reuse, a threshold (default:
+    the model file's, else 0.5) and how many people to score (default: SCORED_FACES, or the model's
+    max_faces if higher; each one seen in enough sampled frames is scored, `Prediction.faces`, and the
+    verdict is the most-fake face's). Returns a Prediction, or (Prediction, clip) with `return_clip=True`
+    (clip: the first member's normalised (T, 3, S, S) tensor of the verdict's face, None without a
+    verdict). Bad videos are reported in `status`/`reason`, not raised.
     """
     t0 = time.perf_counter()
     model = as_model(model, device)
@@ -146,9 +158,10 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
                            "back; replace the link by the video file or remove it")
         return finish()
     detector = _detector(detector)
-    results, probs, first_clip = {}, [], None
+    results, scores = {}, {}  # scores: face index → [(prob, clip) per member]
     for member in members:
         cfg = preprocess_config_for(member.meta, seq)
+        cfg = dataclasses.replace(cfg, max_faces=int(max_faces or max(cfg.max_faces, SCORED_FACES)))
         key = json.dumps(asdict(cfg), sort_keys=True, default=str)
         if key not in results:  # members sharing settings share one face extraction
             results[key] = _extract(path, cfg, detector)
@@ -162,16 +175,23 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
             if res.status == "no_face":
                 pred.reason = f"no face found: {pred.reason}"
             return finish()
-        prob, clip = _member_prob(member, _as_stored(res.crops, res.config.jpeg_quality), seq)
-        probs.append(prob)
-        first_clip = clip if first_clip is None else first_clip
+        for face in res.faces:  # one person: the loop runs once, as with a single face
+            scores.setdefault(face.index, []).append(_member_prob(member, _as_stored(face.crops,
+                                                                                     res.config.jpeg_quality), seq))
     first = next(iter(results.values()))
-    pred.prob_fake = float(np.mean(probs))
+    # Members with other settings may find fewer people: a face counts when every member scored it.
+    probs = {k: float(np.mean([p for p, _ in v])) for k, v in scores.items() if len(v) == len(members)}
+    top = max(probs, key=lambda k: (probs[k], -k))  # the most-fake face decides (DFDC winners' rule)
+    pred.faces = [{"face": f.index, "prob_fake": round(probs[f.index], 6), "frames": int(sum(not x for x in f.filled)),
+                   "box": [round(float(v), 1) for v in np.median(np.array(f.boxes, dtype=float), axis=0)]}
+                  for f in first.faces if f.index in probs]
+    clip = scores[top][0][1]
+    pred.prob_fake = probs[top]
     pred.label = "FAKE" if pred.prob_fake >= thr else "REAL"
     pred.confidence = verdict_confidence(pred.prob_fake, thr)
-    pred.frames_used = int(first_clip.shape[0])
-    pred.faces_found = int(sum(not f for f in first.filled))
-    return finish(first_clip)
+    pred.frames_used = int(clip.shape[0])
+    pred.faces_found = next(f["frames"] for f in pred.faces if f["face"] == top)
+    return finish(clip)
 
 
 def score_crops(model, crops: list, sequence_length: int | None = None) -> float:
@@ -236,12 +256,13 @@ def uploaded_video(name: str, content):
 
 
 def predict_many(model, videos, names=None, sequence_length=None, threshold=None, progress=True,
-                 explain_dir=None, device: str = "auto") -> pd.DataFrame:
+                 explain_dir=None, device: str = "auto", max_faces: int | None = None) -> pd.DataFrame:
     """Predict a list of videos with one model load and one face detector; one row per video.
 
-    Takes a model/path/Ensemble, video paths, optional display names, and `explain_dir` (Grad-CAM PNGs
-    of each video's top frames go to `<explain_dir>/<name>/`). A video that fails for any reason gets
-    its status and reason in its row; the others are unaffected. Returns the DataFrame.
+    Takes a model/path/Ensemble, video paths, optional display names, `explain_dir` (Grad-CAM PNGs
+    of each video's top frames go to `<explain_dir>/<name>/`) and `max_faces` (predict_video). A video
+    that fails for any reason gets its status and reason in its row; the others are unaffected. Returns
+    the DataFrame; its `n_faces` column counts the people scored and `faces` holds their scores as JSON.
     """
     from tqdm.auto import tqdm
 
@@ -253,7 +274,8 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
     for video, name in tqdm(list(zip(videos, names, strict=True)), desc="predict", unit="video",
                             disable=not progress):
         try:
-            pred, clip = predict_video(model, video, sequence_length, detector, threshold, return_clip=True)
+            pred, clip = predict_video(model, video, sequence_length, detector, threshold, return_clip=True,
+                                       max_faces=max_faces)
             if explain_dir is not None and pred.status == "ok":
                 from .explain import grad_cam, save_cam_overlays
 
@@ -263,19 +285,20 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
             pred = Prediction(video=str(video), status="error", reason=f"{video}: {type(e).__name__}: {e}")
         row = pred.to_dict()
         row["video"] = name
+        row["n_faces"], row["faces"] = len(pred.faces), json.dumps(pred.faces) if pred.faces else ""
         rows.append(row)
     cols = ["video", "label", "confidence", "prob_fake", "status", "reason", "frames_used", "faces_found",
-            "threshold", "seconds"]
+            "threshold", "seconds", "n_faces", "faces"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress: bool = True,
                    sequence_length: int | None = None, threshold: float | None = None, explain_dir=None,
-                   device: str = "auto") -> pd.DataFrame:
+                   device: str = "auto", max_faces: int | None = None) -> pd.DataFrame:
     """Predict every video in a folder (model loaded once) and optionally write the CSV atomically.
 
     Returns a DataFrame with columns video (relative to `folder`), label, confidence, prob_fake, status,
-    reason, frames_used, faces_found, threshold, seconds. Raises FileNotFoundError when the folder holds
+    reason, frames_used, faces_found, threshold, seconds, n_faces, faces (predict_many). Raises FileNotFoundError when the folder holds
     no video files.
     """
     folder = Path(folder)
@@ -287,7 +310,7 @@ def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress
 
         ensure_writable(Path(out_csv).parent, "folder of the predictions CSV")  # before the work, not after
     names = [v.name if folder.is_file() else v.relative_to(folder).as_posix() for v in videos]
-    df = predict_many(model, videos, names, sequence_length, threshold, progress, explain_dir, device)
+    df = predict_many(model, videos, names, sequence_length, threshold, progress, explain_dir, device, max_faces)
     if out_csv is not None:
         write_csv(df, out_csv)
     return df
@@ -326,12 +349,15 @@ def _cli_predict(args) -> int:
     if args.explain and isinstance(model, Ensemble):
         print("note: Grad-CAM maps are computed for the first ensemble member")
     df = predict_many(model, videos, names, args.sequence_length, args.threshold, not args.no_progress,
-                      args.explain, args.device)
+                      args.explain, args.device, args.max_faces)
     for r in df.itertuples():
         if r.status == "ok":
             print(f"{r.label:<5} {100 * r.confidence:5.1f}% sure  prob_fake={r.prob_fake:.3f} "
                   f"(threshold {r.threshold:.3f})  "
                   f"{r.frames_used}-frame clip, faces found in {r.faces_found} sampled frames  {r.video}")
+            if r.n_faces > 1:
+                print("      " + "; ".join(f"face {f['face']}: prob_fake={f['prob_fake']:.3f}"
+                                           for f in json.loads(r.faces)))
         else:
             print(f"{'-':<5} {'':>6}  {r.status}: {r.reason}")
     if args.out:
@@ -353,6 +379,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--explain", metavar="DIR", help="write Grad-CAM overlays of each video's top frames to DIR")
     p.add_argument("--threshold", type=float, help="prob_fake >= threshold → FAKE (default: the model file's)")
     p.add_argument("--sequence-length", type=int, help="frames per clip (default: the model's)")
+    p.add_argument("--max-faces", type=int, help=f"people scored per video (default {SCORED_FACES}); the verdict "
+                                                 "is the most-fake face's")
     p.add_argument("--models-dir", default="models", help="registry used when no model file is given")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -7,14 +7,13 @@ so N workers use N cores) and over machines with `shard=(K, N)`.
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import hashlib
 import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +25,8 @@ from .utils import atomic_dir, atomic_write, ensure_writable, write_csv
 if TYPE_CHECKING:
     import pandas as pd
 
-REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method"]
+REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method",
+                  "detect_side", "faces"]
 
 
 @dataclass
@@ -107,15 +107,17 @@ def _init_worker() -> None:
     _WORKER.update(detector=FaceDetector(threads=1), threads=1)
 
 
-def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0):
+def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0,
+         detect_side: int = 0, faces: int = 0):
     reason = "; ".join(r for r in (reason, task.note) if r)
     return {"video": task.video, "label": task.label, "status": status, "reason": reason, "frames": frames,
-            "filled": filled, "seconds": round(seconds, 3), "group": task.group, "method": task.method}
+            "filled": filled, "seconds": round(seconds, 3), "group": task.group, "method": task.method,
+            "detect_side": detect_side, "faces": faces}
 
 
 def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
     """The skipped_done row of a finished folder, with its frame counts and any settings mismatch."""
-    manifest = dest / "faces.json"
+    manifest = dest / "faces.json" if (dest / "faces.json").exists() else dest / "face_0" / "faces.json"
     try:
         m = json.loads(manifest.read_text())
     except (OSError, ValueError):
@@ -125,13 +127,25 @@ def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
     old, new = m.get("preprocess") or {}, asdict(cfg)
     diff = [f"{k} {old.get(k)!r}→{v!r}" for k, v in new.items() if k in old and old[k] != v]
     reason = (f"done with other settings ({', '.join(diff)}); use --overwrite to redo it") if diff else ""
-    return _row(task, "skipped_done", reason, len(m.get("indices", [])), sum(m.get("filled", [])))
+    return _row(task, "skipped_done", reason, len(m.get("indices", [])), sum(m.get("filled", [])),
+                detect_side=m.get("detect_side", 0), faces=m.get("faces_in_video", 1))
+
+
+def _write_sample(folder: Path, crops: list, manifest: dict, quality: int) -> None:
+    """frame_<i>.jpg per RGB crop + faces.json into `folder`. Raises OSError when a file cannot be written."""
+    import cv2
+
+    for i, crop in enumerate(crops):
+        if not cv2.imwrite(str(folder / f"frame_{i}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality]):
+            raise OSError(f"could not write {folder / f'frame_{i}.jpg'} (disk full or no permission?)")
+    # One key per line, lists inline: readable and diffable without 20 lines per box.
+    body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items())
+    (folder / "faces.json").write_text("{\n" + body + "\n}\n")
 
 
 def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = False) -> dict:
     """Extract and save one video's faces; returns its report row. Never raises for a bad video."""
-    import cv2
-
     from .faces import extract_faces
 
     t0 = time.perf_counter()
@@ -146,18 +160,18 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
             if overwrite and dest.is_dir():  # the redo failed: the old crops no longer match the settings
                 shutil.rmtree(dest)
                 reason += f" (the previous {task.label}/{task.name} folder was removed)"
-            return _row(task, res.status, reason, seconds=time.perf_counter() - t0)
-        manifest = res.manifest()
-        manifest.update(video=task.video, label=task.label, group=task.group, method=task.method)
+            return _row(task, res.status, reason, seconds=time.perf_counter() - t0, detect_side=res.detect_side)
+        # One sample folder per face: the video's own folder (max_faces 1, as always), else <video>/face_<k>/,
+        # all written inside one temp folder, so a video's faces appear together or not at all.
         with atomic_dir(dest, overwrite=True) as tmp:
-            for i, crop in enumerate(res.crops):
-                if not cv2.imwrite(str(tmp / f"frame_{i}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]):
-                    raise OSError(f"could not write {tmp / f'frame_{i}.jpg'} (disk full or no permission?)")
-            # One key per line, lists inline: readable and diffable without 20 lines per box.
-            body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in manifest.items())
-            (tmp / "faces.json").write_text("{\n" + body + "\n}\n")
-        return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0)
+            for face in res.faces:
+                sample = tmp if cfg.max_faces == 1 else tmp / f"face_{face.index}"
+                sample.mkdir(exist_ok=True)
+                manifest = res.manifest(face.index)
+                manifest.update(video=task.video, label=task.label, group=task.group, method=task.method)
+                _write_sample(sample, face.crops, manifest, cfg.jpeg_quality)
+        return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0, res.detect_side,
+                    len(res.faces))
     except OSError as e:  # extract_faces never raises, so this is writing: a full disk or lost permissions
         return _row(task, "unreadable", f"{task.path}: could not write its crops to {dest} ({e.strerror or e}); "
                                         "free disk space or fix the output folder's permissions, then rerun: "
@@ -334,54 +348,3 @@ def _print_summary(report: pd.DataFrame, path: Path, n_all: int, shard) -> None:
         print(f"  {r['status']}: {r['reason']}")
     if len(bad) > 5:
         print(f"  ... and {len(bad) - 5} more (see the report's reason column)")
-
-
-# --- CLI ---------------------------------------------------------------------------------------------
-_HELP = {
-    "frames": "frames sampled per video", "sampling": "even (whole video) or first (first N frames)",
-    "size": "face crop side in px", "margin": "context on each side, fraction of the face box",
-    "min_confidence": "MTCNN confidence threshold", "min_face_size": "smallest face side in px (full resolution)",
-    "detect_max_side": "detect on a copy at most this long (0: full resolution)",
-    "jpeg_quality": "JPEG quality of the crops", "min_detected": "share of frames that must show the face",
-    "track_iou": "IoU linking one face across frames",
-}
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser(
-        "preprocess", help="videos → face crops: SRC (any known layout) → OUT/{real,fake}/<video>/frame_<i>.jpg",
-        description="Sample frames, detect and track one face per video (MTCNN), save square crops. Rerunning "
-                    "skips finished videos.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("src", help="dataset root as downloaded: real/+fake/ folders, FaceForensics++, Celeb-DF, DFDC, "
-                               "or a manifest CSV (path,label[,group][,method])")
-    p.add_argument("out", help="output root for the face crops")
-    defaults = PreprocessConfig()
-    for f in fields(PreprocessConfig):
-        kw = {"choices": ["even", "first"]} if f.name == "sampling" else {}
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
-                       default=getattr(defaults, f.name), help=_HELP.get(f.name, ""), **kw)
-    p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each)")
-    p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4")
-    p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")
-    p.add_argument("--layout", default=None, choices=_layout_names(),
-                   help="dataset layout (default: detected from the folder tree)")
-    p.add_argument("--split-file", default=None, metavar="PATH",
-                   help="official split: FF++ train/val/test.json (or their folder), Celeb-DF "
-                        "List_of_testing_videos.txt (default: used when found in SRC)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or summary")
-    p.set_defaults(func=_cli)
-
-
-def _layout_names() -> list[str]:
-    from .layouts import LAYOUTS
-
-    return list(LAYOUTS)
-
-
-def _cli(args: argparse.Namespace) -> int:
-    cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})
-    report = preprocess_dataset(args.src, args.out, cfg, workers=args.workers, shard=args.shard,
-                                overwrite=args.overwrite, progress=not args.no_progress, layout=args.layout,
-                                split_file=args.split_file)
-    usable = report["status"].isin(["ok", "skipped_done"]).sum()
-    return 0 if usable or report.empty else 1

@@ -210,3 +210,16 @@ def frame_files(folder: str | os.PathLike) -> list[str]:
             if n is not None:
                 found.append((n, e.name))
     return [name for _, name in sorted(found)]
+
+
+# A video with several people (PreprocessConfig.max_faces > 1) is written as `<label>/<video>/face_<k>/`:
+# each face folder is a sample of its own, and the video's name (and group) is the folder above it.
+FACE_DIR_RE = re.compile(r"face_(\d+)")
+
+
+def split_face(filename: str) -> tuple[str, int | None]:
+    """(the video's filename, face index) of a sample folder: `fake/v/face_1` → (`fake/v`, 1); a folder
+    that is not a `face_<k>` folder is its own video (`fake/v` → (`fake/v`, None))."""
+    head, _, last = str(filename).rstrip("/").rpartition("/")
+    m = FACE_DIR_RE.fullmatch(last)
+    return (head, int(m.group(1))) if m and head.count("/") >= 1 else (str(filename), None)

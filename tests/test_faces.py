@@ -35,9 +35,11 @@ def videos(tmp_path_factory):
     write_video(d / "half.mp4", n=30, face=half_face)
     write_video(d / "blank.mp4", n=30, value=lambda i: 90)
     write_video(d / "short.mp4", n=3, face=still)
+    # 1080p with a ~29x37 px face: ~7x9 px at detect_max_side=480, below what MTCNN can find; fine at 960.
+    small = write_video(d / "small_1080p.mp4", n=8, size=(1920, 1080), face=lambda i: (1200, 300, 100))
     (d / "zero.mp4").write_bytes(b"")
     (d / "text.mp4").write_text("not a video\n" * 40)
-    return d, boxes[0]
+    return d, boxes[0], small[0]
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,20 @@ def test_crop_face_margin_and_square():
     assert 12 <= rows.argmax() <= 13 and 24 <= rows.sum() <= 26
 
 
+def test_crop_face_stretch_is_the_box_itself_as_the_original_project_cropped():
+    frame = np.zeros((200, 300, 3), np.uint8)
+    frame[50:150, 100:160] = 255  # a 60x100 "face"
+    crop = crop_face(frame, (100, 50, 160, 150), margin=0.0, size=50, stretch=True)
+    assert crop.shape == (50, 50, 3) and crop.min() == 255  # the whole square is the face, stretched
+    wide = crop_face(frame, (100, 50, 160, 150), margin=0.5, size=50, stretch=True)  # +30 px / +50 px per side
+    assert 24 <= (wide[25, :, 0] > 100).sum() <= 26 and 24 <= (wide[:, 25, 0] > 100).sum() <= 26  # the middle half
+    edge = crop_face(frame, (-20, -10, 40, 30), margin=0.0, size=40, stretch=True)  # clipped, not padded
+    assert edge.shape == (40, 40, 3) and edge.max() == 0
+    assert PreprocessConfig(crop="stretch").validate().crop == "stretch"
+    with pytest.raises(ValueError, match="crop must be"):
+        PreprocessConfig(crop="round").validate()
+
+
 def test_crop_face_at_the_edge_pads_black_and_keeps_the_face_centred():
     frame = np.full((100, 100, 3), 200, np.uint8)
     crop = crop_face(frame, (0, 0, 40, 40), margin=0.5, size=80)  # region (-20,-20)-(60,60)
@@ -108,7 +124,7 @@ def test_track_main_face_follows_one_person_and_fill_nearest():
 def test_detector_batch_returns_full_resolution_boxes(videos, detector):
     from dfdlib.video import read_frames
 
-    d, truth = videos
+    d, truth, _ = videos
     frames, _, _ = read_frames(d / "face.mp4", 3)
     small = detector.detect(frames, max_side=160)  # detect at half resolution
     full = detector.detect(frames, max_side=0)
@@ -119,7 +135,7 @@ def test_detector_batch_returns_full_resolution_boxes(videos, detector):
 
 
 def test_extract_faces_ok(videos, detector):
-    d, truth = videos
+    d, truth, _ = videos
     res = extract_faces(d / "face.mp4", CFG, detector=detector)
     assert res.status == "ok" and res.reason == ""
     assert len(res.crops) == 6 and all(c.shape == (64, 64, 3) and c.dtype == np.uint8 for c in res.crops)
@@ -138,7 +154,7 @@ def test_extract_faces_without_a_detector_builds_one(videos):
 
 
 def test_missing_frames_are_filled_from_the_nearest_detection(videos, detector):
-    d, truth = videos
+    d, truth, _ = videos
     res = extract_faces(d / "half.mp4", CFG, detector=detector)  # face in frames 0-14 of 30
     assert res.status == "ok"
     assert res.filled == [False, False, False, True, True, True]
@@ -149,7 +165,7 @@ def test_missing_frames_are_filled_from_the_nearest_detection(videos, detector):
 
 def test_min_face_size_is_filtered_by_us(videos, detector):
     # The face is ~58x73 px; mtcnn itself would find nothing with min_face_size > ~24 (its bug).
-    d, _ = videos
+    d, _, _ = videos
     assert extract_faces(d / "face.mp4", dataclasses.replace(CFG, min_face_size=50), detector=detector).status == "ok"
     res = extract_faces(d / "face.mp4", dataclasses.replace(CFG, min_face_size=80), detector=detector)
     assert res.status == "no_face" and "size >= 80 px" in res.reason
@@ -161,15 +177,36 @@ def test_min_face_size_is_filtered_by_us(videos, detector):
     ("missing.mp4", "unreadable", "no such file"),
 ])
 def test_bad_videos_are_reported_not_raised(videos, detector, name, status, words):
-    d, _ = videos
+    d, _, _ = videos
     res = extract_faces(d / name, CFG, detector=detector)
     assert res.status == status and words in res.reason and name in res.reason
     assert res.crops == []
     json.dumps(res.manifest())
 
 
+def test_detection_sides():
+    cfg = PreprocessConfig()
+    assert faces.detection_sides(cfg, 1920) == [480, 960, 0]
+    assert faces.detection_sides(cfg, 640) == [480, 0] and faces.detection_sides(cfg, 320) == [0]
+    assert faces.detection_sides(dataclasses.replace(cfg, detect_max_side=720), 1920) == [720, 1440, 0]
+    assert faces.detection_sides(dataclasses.replace(cfg, detect_retry=False), 1920) == [480]
+    assert faces.detection_sides(dataclasses.replace(cfg, detect_max_side=0), 1920) == [0]
+
+
+def test_small_face_in_1080p_is_found_by_the_retry(videos, detector):
+    d, _, truth = videos
+    cfg = dataclasses.replace(CFG, frames=4)
+    once = extract_faces(d / "small_1080p.mp4", dataclasses.replace(cfg, detect_retry=False), detector=detector)
+    assert once.status == "no_face" and once.detect_sides == [480] and once.crops == []
+    res = extract_faces(d / "small_1080p.mp4", cfg, detector=detector)
+    assert res.status == "ok" and res.detect_sides == [480, 960] and res.detect_side == 960
+    assert len(res.crops) == 4 and res.filled == [False] * 4 and all(iou(b, truth) > 0.7 for b in res.boxes)
+    m = res.manifest()
+    assert m["detect_side"] == 960 and m["detect_sides"] == [480, 960]
+
+
 def test_huge_frames_are_kept_downscaled_with_full_resolution_boxes(videos, detector, monkeypatch):
-    d, truth = videos
+    d, truth, _ = videos
     normal = extract_faces(d / "face.mp4", CFG, detector=detector)
     monkeypatch.setattr(faces, "FRAME_BUDGET_BYTES", 6 * 3 * 160 * 120)  # keep frames at 160x120
     small = extract_faces(d / "face.mp4", CFG, detector=detector)
@@ -183,7 +220,7 @@ def test_rotated_video(videos, detector, tmp_path):
     # Film the photo lying on its side, then tag the file as rotated: the viewer (and we) see it upright.
     import cv2
 
-    d, _ = videos
+    d, _, _ = videos
     from test_video import _photo
 
     photo = cv2.rotate(cv2.resize(_photo(), (170, 200)), cv2.ROTATE_90_COUNTERCLOCKWISE)  # 200x170 → w x h

@@ -37,8 +37,9 @@ def ffpp_src(root, pairs, methods=METHODS):
     return root
 
 
-def processed_from(src, out, frames=3, no_face=(), **kw):
-    """What `dfd preprocess src out` leaves, minus the crops' pixels: samples.csv, layout.json, frame folders."""
+def processed_from(src, out, frames=3, no_face=(), faces=None, **kw):
+    """What `dfd preprocess src out` leaves, minus the crops' pixels: samples.csv, layout.json, frame folders
+    (`faces`: filename → number of people, written as `<video>/face_<k>/` as max_faces > 1 does)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         layout, samples, _ = find_samples(src, **kw)
@@ -47,8 +48,10 @@ def processed_from(src, out, frames=3, no_face=(), **kw):
     df.to_csv(out / "samples.csv", index=False)
     (out / "layout.json").write_text(json.dumps({"layout": layout}))
     for f in df["filename"]:
+        n = (faces or {}).get(f, 0)
         if f not in no_face:
-            touch(out, *[f"{f}/frame_{i}.jpg" for i in range(frames)])
+            touch(out, *[f"{f}/frame_{i}.jpg" if not n else f"{f}/face_{k}/frame_{i}.jpg"
+                         for i in range(frames) for k in range(max(n, 1))])
     return out
 
 
@@ -145,6 +148,52 @@ def test_tree_without_samples_csv_groups_by_name(tmp_path):
     assert g["real/yt/001"] == g["fake/Deepfakes/002_001"] != g["real/yt/000"]
     assert dict(zip(df["filename"], df["method"], strict=True))["fake/FaceSwap/001_002"] == "FaceSwap"
     assert (df.groupby("group")["split"].nunique() == 1).all()
+
+
+def test_faces_of_one_video_share_its_row_and_split(tmp_path):
+    """max_faces=2 output (`<video>/face_<k>/`): one row per face, each with the video's group, method and
+    original, and all faces of a video (and its original's) in one split, over several seeds."""
+    pairs = pairs_of(6)
+    src = ffpp_src(tmp_path / "ff", pairs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        videos = list(samples_frame(find_samples(src)[1])["filename"])
+    two = {f: 2 for f in videos[::2]} | {videos[1]: 1}  # face_0 + face_1, or face_0 only, or a plain folder
+    out = processed_from(src, tmp_path / "proc", faces=two)
+    samples = pd.read_csv(out / "samples.csv", keep_default_na=False).set_index("filename")
+    for seed in range(6):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no face folder is "missing" from or "extra" to samples.csv
+            df = from_processed(out, seed=seed)
+        assert len(df) == len(videos) + sum(n - 1 for n in two.values())
+        for f, n in two.items():
+            rows = df[df["filename"].str.startswith(f + "/face_")]
+            assert list(rows["filename"]) == [f"{f}/face_{k}" for k in range(n)]
+            for col in ("group", "method", "original"):
+                assert set(rows[col]) == {samples.loc[f, col]}, (f, col)
+            assert rows["split"].nunique() == 1
+        assert (df.groupby("group")["split"].nunique() == 1).all()
+        assert all(len(s) == 1 for s in pair_split(df.assign(filename=df["filename"].str.replace(
+            r"/face_\d+$", "", regex=True)), pairs))
+    # without samples.csv the faces still share their video's group (from its name) and method
+    (out / "samples.csv").unlink()
+    df = quiet(from_processed, out, seed=2)
+    f = next(f for f in two if f.startswith("fake/") and two[f] == 2)
+    rows = df[df["filename"].str.startswith(f + "/")]
+    assert len(rows) == 2 and rows["group"].nunique() == rows["split"].nunique() == 1
+    assert set(rows["method"]) == {f.split("/")[1]}
+    real = df[df["filename"].str.startswith(f"real/youtube/c23/{f.split('/')[-1][:3]}")]
+    assert len(real) and set(real["group"]) == set(rows["group"])  # A_B with its original A
+
+
+def test_check_finds_faces_of_one_video_in_two_splits(tmp_path, capsys):
+    out = processed_from(ffpp_src(tmp_path / "ff", pairs_of(2)), tmp_path / "proc",
+                         faces={"fake/Deepfakes/c23/000_001": 2})
+    user = tmp_path / "mine.csv"
+    user.write_text("filename,label,split\nfake/Deepfakes/c23/000_001/face_0,1,train\n"
+                    "fake/Deepfakes/c23/000_001/face_1,1,test\nreal/youtube/c23/002,0,val\n")
+    assert cli.main(["labels", "--check", str(user), str(out)]) == 1
+    assert "rows of one group" in capsys.readouterr().err
 
 
 def test_split_official_keeps_placed_groups_whole():

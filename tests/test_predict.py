@@ -1,6 +1,7 @@
 """Prediction, ensembles, evaluation and the predict/evaluate CLI on the shared tiny sample set."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -196,6 +197,33 @@ def test_preprocessing_comes_from_the_model_file():
         preprocess_config_for(legacy, 10)
 
 
+def test_legacy_models_get_tight_boxes_stretched_to_112(sample_dir, detector):
+    """The original project's models (meta["legacy"], as load_model marks them) were trained on tight
+    face_recognition boxes stretched to 112x112: predict crops that way without being told."""
+    from dfdlib.data import frames_to_clip
+    from dfdlib.faces import extract_faces
+    from dfdlib.model import LegacyResNeXtLSTM
+    from dfdlib.predict import _as_stored
+
+    meta = {"legacy": True, "sequence_length": 4, "image_size": 112, "sampling": "first", "preprocess": None,
+            "class_names": ["FAKE", "REAL"], "threshold": 0.5, "path": "model_90_acc_4_frames_final_data.pt"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the crop style is known: no "no preprocessing settings" warning
+        cfg = preprocess_config_for(meta, 4)
+    assert (cfg.size, cfg.margin, cfg.crop, cfg.sampling) == (112, 0.0, "stretch", "first")
+    torch.manual_seed(0)
+    model = LegacyResNeXtLSTM(hidden_dim=16).eval()
+    model.meta = meta
+    video = sorted(sample_dir.glob("real/*.mp4"))[0]
+    pred, clip = predict_video(model, video, detector=detector, return_clip=True)
+    assert pred.status == "ok" and clip.shape == (4, 3, 112, 112)
+    res = extract_faces(video, dataclasses.replace(cfg, max_faces=3), detector=detector)
+    want = frames_to_clip(_as_stored(res.crops, cfg.jpeg_quality), 4, 112, sampling="first")
+    assert torch.allclose(clip, want, atol=1e-5)
+    square = extract_faces(video, dataclasses.replace(cfg, crop="square", max_faces=3), detector=detector)
+    assert np.abs(square.crops[0].astype(float) - res.crops[0].astype(float)).mean() > 1  # not the square crop
+
+
 def test_predict_folder_reports_bad_files(model_paths, sample_dir, blank_video, tmp_path, monkeypatch):
     folder = tmp_path / "incoming"
     (folder / "sub").mkdir(parents=True)
@@ -279,3 +307,82 @@ def test_cli_predict_explain_and_evaluate(model_paths, sample_dir, labels_csv, p
     assert f"threshold {ev['threshold']:.3f}" in text and ev["threshold"] == 0.5 and ev["threshold_source"] == "given"
     assert cli.main(["predict", str(video)]) == 1  # no model and no --sequence-length: a clear error
     assert "no model file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- several people: one score per face
+class MeanModel(torch.nn.Module):
+    """A model whose score we control: prob_fake = sigmoid(gain * mean of the normalised clip)."""
+
+    def __init__(self, gain: float = 4.0):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(gain))
+        self.meta = _meta(asdict(PreprocessConfig(frames=SEQ, size=SIZE)))
+
+    def forward(self, x):
+        return (self.gain * x.mean(dim=(1, 2, 3, 4)))[:, None]
+
+    def prob_fake(self, logits):
+        return torch.sigmoid(logits[:, 0])
+
+
+@pytest.fixture(scope="module")
+def two_face_pair(tmp_path_factory):
+    from two_faces import write_pair
+
+    return write_pair(tmp_path_factory.mktemp("two_faces"))
+
+
+def test_every_face_is_scored_and_the_most_fake_one_decides(two_face_pair, detector):
+    _, fake = two_face_pair
+    m = MeanModel()
+    pred, clip = predict_video(m, fake, detector=detector, return_clip=True)
+    assert pred.status == "ok" and [f["face"] for f in pred.faces] == [0, 1]
+    p0, p1 = (f["prob_fake"] for f in pred.faces)
+    assert p0 != pytest.approx(p1, abs=1e-3)
+    assert pred.prob_fake == pytest.approx(max(p0, p1), abs=1e-6)
+    assert pred.faces[0]["box"][0] < 240 < pred.faces[1]["box"][0] and pred.faces[0]["frames"] == SEQ
+    with torch.inference_mode():
+        assert m.prob_fake(m(clip[None])).item() == pytest.approx(pred.prob_fake, abs=1e-5)  # the top face's clip
+    between = (p0 + p1) / 2
+    assert predict_video(m, fake, detector=detector, threshold=between).label == "FAKE"  # one face past it
+    main_only = predict_video(m, fake, detector=detector, threshold=between, max_faces=1)
+    assert len(main_only.faces) == 1 and main_only.prob_fake == pytest.approx(p0, abs=1e-6)
+    assert main_only.label == ("FAKE" if p0 >= between else "REAL")
+
+
+def test_two_face_fake_end_to_end_per_face_verdicts(two_face_pair, detector, tmp_path):
+    """Preprocess the pair with max_faces=2, train a tiny model on its faces (the swapped face fake, the
+    others real), then predict: the fake's verdict comes from its swapped face, the CSV has every face."""
+    from dfdlib import preprocess_dataset
+
+    original, fake = two_face_pair
+    src = tmp_path / "src"
+    for label, video in (("real", original), ("fake", fake)):
+        (src / label).mkdir(parents=True)
+        shutil.copy(video, src / label / video.name)
+    cfg = PreprocessConfig(frames=SEQ, size=SIZE, max_faces=2)
+    report = preprocess_dataset(src, tmp_path / "proc", cfg, progress=False)
+    assert list(report["faces"]) == [2, 2]
+    rows = pd.DataFrame({"filename": ["real/two_original/face_0", "real/two_original/face_1",
+                                      "fake/two_fake/face_0", "fake/two_fake/face_1"], "label": [0, 0, 0, 1]})
+    ds = FaceSequenceDataset(rows, tmp_path / "proc", SEQ, image_size=SIZE)
+    clips, labels = map(torch.stack, zip(*[(c, torch.tensor(y)) for c, y in (ds[i] for i in range(4))], strict=True))
+    seed_everything(0)
+    model = ResNeXtLSTM(backbone="tiny", hidden_dim=32)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    weight = torch.tensor([1.0, 3.0])  # three real faces, one fake
+    for _ in range(60):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model.train()(clips), labels, weight=weight)
+        loss.backward()
+        opt.step()
+    path = save_model(tmp_path / "model_8_two.pt", model.eval(), _meta(asdict(cfg)))
+    df = predict_folder(path, src, out_csv=tmp_path / "preds.csv", progress=False)
+    got = df.set_index("video")
+    assert got.loc["fake/two_fake.mp4", "label"] == "FAKE" and got.loc["real/two_original.mp4", "label"] == "REAL"
+    faces = json.loads(got.loc["fake/two_fake.mp4", "faces"])
+    assert [f["face"] for f in faces] == [0, 1] and faces[1]["prob_fake"] >= 0.5 > faces[0]["prob_fake"]
+    assert got.loc["fake/two_fake.mp4", "prob_fake"] == pytest.approx(faces[1]["prob_fake"], abs=1e-6)
+    assert all(f["prob_fake"] < 0.5 for f in json.loads(got.loc["real/two_original.mp4", "faces"]))
+    on_disk = pd.read_csv(tmp_path / "preds.csv")
+    assert list(on_disk["n_faces"]) == [2, 2] and json.loads(on_disk["faces"][0])[1]["face"] == 1

@@ -210,11 +210,14 @@ def test_kill_9_mid_video_leaves_no_done_folder(small, tmp_path):
 # --- CLI ------------------------------------------------------------------------------------------------
 def test_cli(small, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["preprocess", str(small), str(out), "--frames", "4", "--size", "32", "--margin", "0.2"]) == 0
+    assert main(["preprocess", str(small), str(out), "--frames", "4", "--size", "32", "--margin", "0.2",
+                 "--no-detect-retry"]) == 0
     printed = capsys.readouterr().out
     assert "2 ok" in printed and "preprocess_report.csv" in printed
     m = json.loads((out / "real" / "r1" / "faces.json").read_text())
     assert (m["preprocess"]["frames"], m["preprocess"]["size"], m["preprocess"]["margin"]) == (4, 32, 0.2)
+    assert m["preprocess"]["detect_retry"] is False and m["detect_side"] == 320  # 320x240: detected as it is
+    assert pd.read_csv(out / "preprocess_report.csv")["detect_side"].tolist() == [320, 320]
     (tmp_path / "flat" / "clips").mkdir(parents=True)
     assert main(["preprocess", str(tmp_path / "flat"), str(tmp_path / "o2")]) == 1  # no real/ or fake/
     assert "no real/ or fake/ folder" in capsys.readouterr().err
@@ -227,3 +230,37 @@ def test_shared_processed_fixture_follows_the_design(processed_dir):
     assert set(report["status"]) == {"ok"} and set(report["label"]) == {"real", "fake"}
     for d in processed_dir.glob("*/*"):
         assert len(list(d.glob("frame_*.jpg"))) == 8 and (d / "faces.json").exists()
+
+
+def test_two_faces_become_two_samples_of_one_video(tmp_path):
+    import cv2
+    import numpy as np
+    from test_tracks import carphone, paste
+
+    man = cv2.resize(carphone(6)[0], (211, 173))  # the carphone man, beside the photo's person
+    root = tmp_path / "src"
+    (root / "real").mkdir(parents=True)
+    writer = cv2.VideoWriter(str(root / "real" / "two.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (480, 240))
+    for _ in range(8):
+        frame = np.full((240, 480, 3), 90, np.uint8)
+        paste(frame[:, :320], 0, 20, 200)
+        frame[40:213, 260:471] = man
+        writer.write(frame)
+    writer.release()
+    cfg = PreprocessConfig(frames=4, size=32, max_faces=2)
+    report = preprocess_dataset(root, tmp_path / "out", cfg, progress=False)
+    assert list(report["status"]) == ["ok"] and list(report["faces"]) == [2]
+    video = tmp_path / "out" / "real" / "two"
+    assert sorted(p.name for p in video.iterdir()) == ["face_0", "face_1"]
+    m0, m1 = (json.loads((video / f"face_{k}" / "faces.json").read_text()) for k in (0, 1))
+    assert (m0["face"], m1["face"], m0["faces_in_video"]) == (0, 1, 2) and m0["prominence"] >= m1["prominence"]
+    assert {m0["boxes"][0][0] < 240, m1["boxes"][0][0] < 240} == {True, False}  # one person each side
+    assert m0["video"] == m1["video"] == "real/two.mp4" and m0["group"] == m1["group"]
+    assert len(list((video / "face_1").glob("frame_*.jpg"))) == 4
+    from dfdlib.label_sources import from_processed
+
+    labels = from_processed(tmp_path / "out", split=None)  # the default `dfd labels` path finds the faces
+    assert list(labels["filename"]) == ["real/two/face_0", "real/two/face_1"]
+    assert labels["group"].nunique() == 1 and labels["group"].iloc[0] == m0["group"]
+    one = preprocess_dataset(root, tmp_path / "one", PreprocessConfig(frames=4, size=32), progress=False)
+    assert list(one["faces"]) == [1] and (tmp_path / "one" / "real" / "two" / "frame_0.jpg").is_file()
