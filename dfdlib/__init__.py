@@ -18,7 +18,7 @@ _API = {
     # stage 1: videos → faces
     "VideoInfo": "video", "VideoError": "video", "probe_video": "video", "read_frames": "video",
     "sample_indices": "video",
-    "PreprocessConfig": "faces", "FaceDetector": "faces", "extract_faces": "faces", "crop_face": "faces",
+    "PreprocessConfig": "preprocess_config", "FaceDetector": "faces", "extract_faces": "faces", "crop_face": "faces",
     "preprocess_dataset": "preprocess",
     # stage 2: labels
     "LabelsError": "labels", "from_folders": "importers", "from_dfdc_metadata": "importers",

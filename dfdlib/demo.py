@@ -48,7 +48,7 @@ def ensure_sample(data_dir: str | Path = "data/sample", smoke: bool = False, see
 
 def preprocess_config(smoke: bool = False):
     """The PreprocessConfig the demo uses (frames per video, crop size)."""
-    from .faces import PreprocessConfig
+    from .preprocess_config import PreprocessConfig
 
     s = sizes(smoke)
     return PreprocessConfig(frames=s["frames"], size=s["crop"])

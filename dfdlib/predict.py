@@ -72,7 +72,7 @@ def preprocess_config_for(meta: dict, sequence_length: int):
     the tight face box (no margin) stretched to image_size (112), as its face_recognition crops were.
     Other files without recorded settings get the defaults with size = image_size, said once.
     """
-    from .faces import PreprocessConfig
+    from .preprocess_config import PreprocessConfig
 
     if meta.get("preprocess"):
         cfg = PreprocessConfig.from_dict(meta["preprocess"])

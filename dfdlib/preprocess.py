@@ -18,8 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .faces import PreprocessConfig
 from .layout_scan import CLASSES
+from .preprocess_config import PreprocessConfig
 from .utils import atomic_dir, atomic_write, ensure_writable, write_csv
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def scan_dataset(src: str | os.PathLike, layout: str | None = None, split_file=N
     return name, tasks, problems, samples
 
 
-def find_videos(src: str | os.PathLike, layout: str | None = None, split_file=None) -> list[VideoTask]:
+def find_tasks(src: str | os.PathLike, layout: str | None = None, split_file=None) -> list[VideoTask]:
     """List the videos of a dataset root (real/ + fake/ folders, recursive, or another layout of
     layouts.LAYOUTS), sorted, with unique output names.
 

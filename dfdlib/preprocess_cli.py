@@ -4,42 +4,20 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from .faces import PreprocessConfig
+from .config import add_dataclass_args
 from .preprocess import preprocess_dataset
-
-CHOICES = {"sampling": ["even", "first"], "crop": ["square", "stretch"]}
-
-_HELP = {
-    "frames": "frames sampled per video", "sampling": "even (whole video) or first (first N frames)",
-    "size": "face crop side in px", "margin": "context on each side, fraction of the face box",
-    "min_confidence": "MTCNN confidence threshold", "min_face_size": "smallest face side in px (full resolution)",
-    "detect_max_side": "detect on a copy at most this long (0: full resolution)",
-    "jpeg_quality": "JPEG quality of the crops", "min_detected": "share of frames that must show the face",
-    "track_iou": "IoU linking one face across frames",
-    "detect_retry": "main face in too few frames: detect again at 2x detect_max_side, then full resolution",
-    "reacquire": "appearance similarity (0-1) that rejoins a face to its track after a shot cut (>1: never)",
-    "crop": "square (around the box, +margin) or stretch (the box stretched to the square, the original project's)",
-    "max_faces": "people kept per video (most prominent first); above 1 each is a sample OUT/<label>/<video>/face_<k>/",
-}
+from .preprocess_config import PreprocessConfig
 
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "preprocess", help="videos → face crops: SRC (any known layout) → OUT/{real,fake}/<video>/frame_<i>.jpg",
         description="Sample frames, detect and track one face per video (MTCNN), save square crops. Rerunning "
-                    "skips finished videos.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "skips finished videos.", )
     p.add_argument("src", help="dataset root as downloaded: real/+fake/ folders, FaceForensics++, Celeb-DF, DFDC, "
                                "or a manifest CSV (path,label[,group][,method])")
     p.add_argument("out", help="output root for the face crops")
-    defaults = PreprocessConfig()
-    for f in fields(PreprocessConfig):
-        default = getattr(defaults, f.name)
-        kw = {"choices": CHOICES[f.name]} if f.name in CHOICES else {}
-        if isinstance(default, bool):  # --detect-retry / --no-detect-retry
-            kw["action"] = argparse.BooleanOptionalAction
-        else:
-            kw["type"] = type(default)
-        p.add_argument("--" + f.name.replace("_", "-"), default=default, help=_HELP.get(f.name, ""), **kw)
+    add_dataclass_args(p, PreprocessConfig)  # one flag per field, help from the field metadata
     p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each)")
     p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4")
     p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")
@@ -59,7 +37,7 @@ def _layout_names() -> list[str]:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})
+    cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig) if hasattr(args, f.name)})
     report = preprocess_dataset(args.src, args.out, cfg, workers=args.workers, shard=args.shard,
                                 overwrite=args.overwrite, progress=not args.no_progress, layout=args.layout,
                                 split_file=args.split_file)

@@ -14,7 +14,7 @@ from test_video import write_video
 
 from dfdlib import PreprocessConfig, preprocess_dataset
 from dfdlib.cli import main
-from dfdlib.preprocess import REPORT_COLUMNS, VideoTask, find_videos, in_shard, parse_shard, run_tasks
+from dfdlib.preprocess import REPORT_COLUMNS, VideoTask, find_tasks, in_shard, parse_shard, run_tasks
 
 CFG = PreprocessConfig(frames=4, size=32)
 
@@ -64,7 +64,7 @@ def folders(out):
 
 # --- discovery and shards (no detector) ---------------------------------------------------------------
 def test_find_videos_names_collisions_and_ignores(dataset):
-    tasks = find_videos(dataset)
+    tasks = find_tasks(dataset)
     assert [(t.video, t.label, t.name) for t in tasks] == [
         ("real/blank.mp4", "real", "blank"), ("real/face1.mp4", "real", "face1"),
         ("real/face2.avi", "real", "face2"), ("real/short.mp4", "real", "short"),
@@ -75,19 +75,19 @@ def test_find_videos_names_collisions_and_ignores(dataset):
 
 def test_find_videos_errors_and_warnings(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        find_videos(tmp_path / "nope")
+        find_tasks(tmp_path / "nope")
     (tmp_path / "clips").mkdir()
     with pytest.raises(ValueError, match=r"no real/ or fake/ folder \(it contains: clips\)"):
-        find_videos(tmp_path)
+        find_tasks(tmp_path)
     (tmp_path / "real" / "part1").mkdir(parents=True)
     (tmp_path / "real" / "v.mov").write_bytes(b"x")
     (tmp_path / "real" / "part1" / "v.mp4").write_bytes(b"x")  # subfolders are scanned, kept in the name
-    tasks = find_videos(tmp_path)  # fake/ may be missing
+    tasks = find_tasks(tmp_path)  # fake/ may be missing
     assert [(t.video, t.name) for t in tasks] == [("real/part1/v.mp4", "part1/v"), ("real/v.mov", "v")]
 
 
 def test_shards_split_without_overlap(dataset):
-    tasks = find_videos(dataset)
+    tasks = find_tasks(dataset)
     for n in (1, 2, 3, 5):
         parts = [[t.video for t in tasks if in_shard(t, (k, n))] for k in range(n)]
         assert sorted(sum(parts, [])) == sorted(t.video for t in tasks)  # union = all, each once
