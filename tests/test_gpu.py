@@ -102,3 +102,25 @@ def test_prediction_on_cuda_matches_cpu(tiny64, tmp_path, sample_dir):
         assert p_cpu.status == p_gpu.status == "ok", (p_cpu.reason, p_gpu.reason)
         assert abs(p_cpu.prob_fake - p_gpu.prob_fake) < 5e-3, (video.name, p_cpu.prob_fake, p_gpu.prob_fake)
         assert p_cpu.frames_used == p_gpu.frames_used
+
+
+def test_the_clip_store_feeds_cuda_training_with_augmentation_on_the_device(tiny64, tmp_path):
+    """cache='disk' (the default): workers read uint8 clips from one store file, augmentation runs batched on
+    the GPU; a second run over the same data decodes nothing."""
+    from dfdlib import data
+
+    store = tmp_path / "store"
+    kw = dict(cache="disk", cache_dir=str(store), augment=True, augment_on="device", num_workers=2,
+              deterministic=True, num_epochs=2)
+    first = train(cuda_config(tiny64, tmp_path / "a", **kw))
+    stored = sorted((p / "done.u8").read_bytes().count(1) for p in store.iterdir())
+    assert first.best_model_path.is_file() and len(stored) >= 2 and stored[-1] >= 8  # train + val/test stores
+    decoded = []
+    real = data._decode_frames
+    data._decode_frames = lambda paths: decoded.append(len(paths)) or real(paths)
+    try:
+        second = train(cuda_config(tiny64, tmp_path / "b", **(kw | {"num_workers": 0})))
+    finally:
+        data._decode_frames = real
+    assert decoded == []  # every clip came from the stores (counted in this process: num_workers=0)
+    assert len(second.history) == 2 and second.history["train_loss"].map(math.isfinite).all()
