@@ -158,7 +158,7 @@ class Analysis:
     windows: pd.DataFrame | None = None                 # per-window prob_fake: start, end, center, prob_fake
     importance: np.ndarray | None = None                # Grad-CAM share per clip frame (sums to 1)
     cams: list = field(default_factory=list)            # (RGB overlay, caption), most important frame first
-    faces: list = field(default_factory=list)           # per-face scores when several faces: see face_scores
+    faces: list = field(default_factory=list)           # per-face scores when several faces (predict_video's)
     threshold_note: str = ""                             # where the threshold came from (threshold_note())
 
     def record(self) -> dict:
@@ -170,66 +170,6 @@ class Analysis:
         rec["window_scores"] = [] if self.windows is None else self.windows.to_dict("records")
         rec["frame_importance"] = [] if self.importance is None else [round(float(v), 4) for v in self.importance]
         return rec
-
-
-class RecordingDetector:
-    """Wraps a FaceDetector and keeps the first (frames, detections) it handles, for the per-face scores."""
-
-    def __init__(self, detector):
-        self.detector, self.seen = detector, None
-
-    def detect(self, frames_rgb, max_side: int = 480):
-        out = self.detector.detect(frames_rgb, max_side)
-        if self.seen is None:  # the first member's extraction: the frames behind the verdict
-            self.seen = (list(frames_rgb), out)
-        return out
-
-
-def face_scores(model, frames, detections, sequence_length: int, max_faces: int = MAX_FACES) -> list[dict]:
-    """Score every prominent face of a video separately.
-
-    Takes a model or Ensemble, the sampled RGB frames and the detector's raw (k, 5) detections per frame
-    (as RecordingDetector keeps them), the sequence length and the most faces to score. Faces are peeled
-    off one at a time with the preprocess stage's own tracker (`track_main_face`: the most prominent
-    face, then the most prominent among the rest, ...); a face counts if it is found in as many frames
-    as the model's preprocessing demands (min_detected). Crops and scoring are the preprocess and
-    predict stages' (`crop_face`, `score_crops`). Returns [] for fewer than two faces, else one dict per
-    face: face (1 = the main face, the one the verdict is about), prob_fake, label, frames (found in),
-    box (median xyxy in frame pixels).
-    """
-    from .ensemble import members_of, threshold_of
-    from .faces import crop_face, fill_missing, track_main_face
-    from .metrics import verdict_confidence
-    from .predict import preprocess_config_for, score_crops
-
-    member = members_of(model)[0]
-    cfg = preprocess_config_for(member.meta, sequence_length)
-    threshold = threshold_of(model.meta)
-    dets = []
-    for d in detections:
-        d = np.asarray(d, dtype=np.float64).reshape(-1, 5)
-        side = np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
-        dets.append(d[(d[:, 4] >= cfg.min_confidence) & (side >= cfg.min_face_size)])
-    tracks = []  # found first (cheap), scored only when there are several: one face costs nothing extra
-    for _ in range(max(1, int(max_faces))):
-        boxes, _ = track_main_face(dets, cfg.track_iou)
-        found = sum(b is not None for b in boxes)
-        if found == 0 or found < math.ceil(cfg.min_detected * len(boxes) - 1e-9):
-            break
-        tracks.append((fill_missing(boxes)[0], found))
-        # Remove this face's detections and look for the next most prominent one.
-        dets = [d if b is None else d[~np.all(np.isclose(d[:, :4], np.asarray(b)[None, :4]), axis=1)]
-                for d, b in zip(dets, boxes, strict=True)]
-    if len(tracks) < 2:
-        return []
-    faces = []
-    for k, (filled, found) in enumerate(tracks, 1):
-        crops = [crop_face(f, b, cfg.margin, cfg.size) for f, b in zip(frames, filled, strict=True)]
-        prob = score_crops(model, crops, sequence_length)
-        faces.append({"face": k, "prob_fake": round(prob, 6), "label": "FAKE" if prob >= threshold else "REAL",
-                      "confidence": round(verdict_confidence(prob, threshold), 6),
-                      "frames": int(found), "box": [round(float(v), 1) for v in np.median(np.array(filled), axis=0)]})
-    return faces
 
 
 def window_scores(model, clip, window: int | None = None) -> pd.DataFrame:
@@ -269,25 +209,27 @@ def analyse_video(model, video, model_paths=(), detector=None, explain: bool = T
     `progress(fraction, desc)` callback. Returns an Analysis; a video without a verdict has its
     Prediction's status/reason set and nothing else. Bad videos are reported, not raised.
     """
-    from .ensemble import members_of
+    from .ensemble import members_of, threshold_of
     from .explain import clip_to_images, frame_importance, grad_cam, overlay
     from .faces import default_detector
+    from .metrics import verdict_confidence
     from .predict import predict_video
 
     step = progress or (lambda *a, **k: None)
     step(0.05, "finding the face and predicting")
     import torchvision  # noqa: F401  before TensorFlow (MTCNN): the other order segfaults here
 
-    recorder = RecordingDetector(detector or default_detector())
-    pred, clip = predict_video(model, video, detector=recorder, return_clip=True)
+    pred, clip = predict_video(model, video, detector=detector or default_detector(), return_clip=True,
+                               max_faces=max_faces)
     out = Analysis(prediction=pred, model_paths=list(model_paths), threshold_note=threshold_note(model.meta))
     if pred.status != "ok" or clip is None:
         return out
     first = members_of(model)[0]
     out.crops = clip_to_images(clip)
-    if max_faces > 1 and recorder.seen is not None:
-        step(0.5, "scoring every face")
-        out.faces = face_scores(model, *recorder.seen, pred.frames_used, max_faces)
+    if len(pred.faces) > 1:  # predict_video scored every face; the verdict is the most-fake one
+        thr = threshold_of(model.meta)
+        out.faces = [f | {"label": "FAKE" if f["prob_fake"] >= thr else "REAL",
+                          "confidence": round(verdict_confidence(f["prob_fake"], thr), 6)} for f in pred.faces]
     step(0.65, "per-window scores")
     out.windows = window_scores(first, clip)
     if explain:
@@ -330,7 +272,7 @@ def verdict_markdown(a: Analysis, name: str) -> str:
     if p.reason:
         lines.append(f"Note: {p.reason}")
     if a.faces:
-        lines.append(f"**{len(a.faces)} faces** (the verdict is about face 1, the most prominent): " + "; ".join(
+        lines.append(f"**{len(a.faces)} faces** (the verdict is the most-fake face's): " + "; ".join(
             f"face {f['face']}: {f['label']} {100 * f['confidence']:.0f}% (P(fake) {f['prob_fake']:.3f})" for f in a.faces))
     return "\n\n".join(lines)
 
