@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .video import VIDEO_EXTENSIONS
+from .video import VIDEO_EXTENSIONS, is_video_file
 
 BEST, ENSEMBLE = "best", "ensemble"   # model menu values besides a file name
 DEFAULT_MAX_MB = 200                  # upload size limit (MB) unless --max-size-mb says otherwise
@@ -46,7 +46,7 @@ def check_upload(path: str | Path, max_mb: float = DEFAULT_MAX_MB) -> str | None
     """
     path = Path(path)
     name = path.name
-    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+    if not is_video_file(path):
         return (f"{name}: unsupported file type {path.suffix or '(no extension)'!r}; upload a video "
                 f"({', '.join(VIDEO_EXTENSIONS)})")
     if not path.is_file():

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .labels import SPLITS, LabelsError, write_labels
+from .labels import write_labels
+from .labels_table import SPLITS, LabelsError, listed, warn
 from .layout_scan import CLASSES, Sample, name_links
 from .splits import check_ratios, find_leaks, split_labels
 from .utils import DFDLIB_FRAME_RE, frame_files, split_face
@@ -26,14 +26,6 @@ if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports the labels 
     import pandas as pd
 
 _SHOWN = 10  # names listed in one warning
-
-
-def _warn(msg: str) -> None:
-    warnings.warn(msg, UserWarning, stacklevel=3)
-
-
-def _some(names: list[str]) -> str:
-    return ", ".join(names[:_SHOWN]) + (f" (+{len(names) - _SHOWN} more)" if len(names) > _SHOWN else "")
 
 
 def _root(path) -> Path:
@@ -84,7 +76,7 @@ def tree_rows(filenames: list[str]) -> pd.DataFrame:
     problems: list[str] = []
     assign_groups(samples, problems)
     for p in problems:
-        _warn(p)
+        warn(p)
     of = {s.path: s for s in samples}
     rows = [of[split_face(f)[0]] for f in filenames]
     return pd.DataFrame({"filename": filenames, "label": [_label_of(f) for f in filenames],
@@ -175,7 +167,7 @@ def _finish(df: pd.DataFrame, out_csv, split, seed: int) -> pd.DataFrame:
         df = split_official(df, (0.7, 0.15, 0.15) if split is True else split, seed=seed)
         leaks = find_leaks(df)
         if leaks:  # only an official list that itself splits a group gets here
-            _warn(f"the official split separates {len(leaks)} group(s) (kept as the lists say): "
+            warn(f"the official split separates {len(leaks)} group(s) (kept as the lists say): "
                   + "; ".join(t for _, t in leaks[:3]))
     elif "official" in df.columns:
         df = df.drop(columns=["official"])
@@ -213,13 +205,13 @@ def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: 
         have = set(df["filename"]) | {split_face(f)[0] for f in df["filename"]}
         missing = [f for f in samples["filename"] if f not in have]
         if missing:
-            _warn(f"{root / 'samples.csv'}: {len(missing)} sample(s) have no frames under {root} (no face found, "
-                  f"not processed yet, or another shard's) and are left out: {_some(missing)}")
+            warn(f"{root / 'samples.csv'}: {len(missing)} sample(s) have no frames under {root} (no face found, "
+                  f"not processed yet, or another shard's) and are left out: {listed(missing, _SHOWN)}")
         df["label"] = [_label_of(f) for f in df["filename"]]
         df = df.rename(columns={"split": "official"}).drop(columns=["video"], errors="ignore")
         if extra:
-            _warn(f"{len(extra)} frame folder(s) under {root} are not in its samples.csv (from another run?); "
-                  f"labelled by their folder, each its own group: {_some(extra)}")
+            warn(f"{len(extra)} frame folder(s) under {root} are not in its samples.csv (from another run?); "
+                  f"labelled by their folder, each its own group: {listed(extra, _SHOWN)}")
             df = pd.concat([df, tree_rows(extra)], ignore_index=True).fillna("")
         df = _fake_faces(df, root, unchanged)
     df["source"] = _layout_name(root)
@@ -233,8 +225,8 @@ def _fake_faces(df: pd.DataFrame, root: Path, unchanged: str) -> pd.DataFrame:
     same = [c for c in out.attrs.get("face_changes", []) if not c["changed"]]
     if same:
         what = "left out" if unchanged == "drop" else "labelled real"
-        _warn(f"{len(same)} face(s) of fake videos equal their original (not swapped) and are {what}: "
-              + _some([f"{c['filename']} (diff {c['diff']})" for c in same]))
+        warn(f"{len(same)} face(s) of fake videos equal their original (not swapped) and are {what}: "
+              + listed([f"{c['filename']} (diff {c['diff']})" for c in same], _SHOWN))
     return out
 
 
@@ -261,9 +253,9 @@ def check_frame_folder(folder: Path, names: list[str], min_frames: int) -> str:
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
             bad.append(n)
     if bad:
-        return f"{len(bad)} unreadable image(s): {_some(bad)}; replace or delete them"
+        return f"{len(bad)} unreadable image(s): {listed(bad, _SHOWN)}; replace or delete them"
     if len(sizes) > 1:
-        return f"images of {len(sizes)} different sizes ({_some([f'{w}x{h}' for w, h in sorted(sizes)])}); " \
+        return f"images of {len(sizes)} different sizes ({listed([f'{w}x{h}' for w, h in sorted(sizes)], _SHOWN)}); " \
                "resize them to one size"
     return ""
 
@@ -285,9 +277,8 @@ def from_frames_dataset(root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int =
     unusable = {f: why for f, names in found.items() if (why := check_frame_folder(root / f, names, int(min_frames)))}
     usable = [f for f in found if f not in unusable]
     if unusable:
-        _warn(f"{len(unusable)} of {len(found)} face-frame folder(s) under {root} are unusable and left out: "
-              + "; ".join(f"{f}: {why}" for f, why in list(unusable.items())[:_SHOWN])
-              + (f" (+{len(unusable) - _SHOWN} more)" if len(unusable) > _SHOWN else ""))
+        warn(f"{len(unusable)} of {len(found)} face-frame folder(s) under {root} are unusable and left out: "
+              + listed([f"{f}: {why}" for f, why in unusable.items()], _SHOWN, "; "))
     if not usable:
         raise ValueError(f"no usable face-frame folder under {root}: expected ROOT/real/<video>/0001.png … and "
                          "ROOT/fake/[<method>/]<video>/0001.png … (jpg or png, a frame number in each name)"

@@ -63,9 +63,10 @@ def warn(msg: str) -> None:
     warnings.warn(msg, UserWarning, stacklevel=3)
 
 
-def listed(names: list[str]) -> str:
-    more = f" (+{len(names) - MAX_SHOWN} more)" if len(names) > MAX_SHOWN else ""
-    return ", ".join(names[:MAX_SHOWN]) + more
+def listed(names: list[str], limit: int = MAX_SHOWN, sep: str = ", ") -> str:
+    """The first `limit` names joined by `sep`, and how many more there are."""
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return sep.join(names[:limit]) + more
 
 
 def cell(v) -> str:

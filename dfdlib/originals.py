@@ -16,20 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .tracks import iou
 from .utils import split_face
 
 DIFF_THRESHOLD = 8.0  # mean absolute grey difference (0-255) from which a face counts as changed
 PATCH = 64            # crops are compared at this size (px), so big and small faces weigh alike
 MIN_IOU = 0.5         # a fake's box and an original's box on one frame are the same place above this IoU
 UNCHANGED = ("drop", "real", "keep")  # what becomes of a fake's faces that equal the original
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _patch(path: Path) -> np.ndarray | None:
@@ -59,7 +52,7 @@ def crop_difference(fake: Path, original: Path) -> tuple[float, int]:
     diffs = []
     for t, i in enumerate(a.get("indices", [])):
         u = where.get(int(i))
-        if u is None or a["filled"][t] or b["filled"][u] or _iou(a["boxes"][t], b["boxes"][u]) < MIN_IOU:
+        if u is None or a["filled"][t] or b["filled"][u] or iou(a["boxes"][t], b["boxes"][u]) < MIN_IOU:
             continue
         pa, pb = _patch(fake / f"frame_{t}.jpg"), _patch(original / f"frame_{u}.jpg")
         if pa is not None and pb is not None:

@@ -194,26 +194,6 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
     return finish(clip)
 
 
-def score_crops(model, crops: list, sequence_length: int | None = None) -> float:
-    """prob_fake of one face's crops: predict_video's scoring step on its own (e.g. for a second face).
-
-    Takes a model from load_model, a model file path or an Ensemble, the RGB uint8 crops of one face in
-    frame order (as extract_faces makes them, at the model's preprocessing settings) and an optional
-    sequence length (default: the model's). The crops go through the same JPEG round trip, frame
-    selection and normalisation as in predict_video. Returns the mean prob_fake over the members.
-    Raises ValueError when there are no crops.
-    """
-    if not len(crops):
-        raise ValueError("score_crops needs at least one face crop")
-    model = as_model(model)
-    seq = sequence_length_of(model.meta, sequence_length)
-    probs = []
-    for member in members_of(model):
-        cfg = preprocess_config_for(member.meta, seq)
-        probs.append(_member_prob(member, _as_stored(list(crops), cfg.jpeg_quality), seq)[0])
-    return float(np.mean(probs))
-
-
 def _extract(path: Path, cfg, detector):
     """extract_faces; a video shorter than `cfg.frames` is retried with all its frames (clip padded later)."""
     from .faces import extract_faces
