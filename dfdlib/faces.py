@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from .preprocess_config import PreprocessConfig
-from .tracks import appearance, build_tracks, fill_missing, iou, rank_tracks, track_main_face  # noqa: F401
-from .video import VideoError, VideoInfo, read_frames
+from .tracks import appearance, build_tracks, fill_missing, iou, rank_tracks, seen_summary, track_main_face  # noqa: F401
+from .utils import strict
+from .video import VideoError, VideoInfo, read_frames, replace_unusable
 
 # Sampled full-resolution frames are held in memory until tracking has chosen the boxes; above this
 # many bytes per video (8K/huge videos, many frames) they are kept downscaled instead.
 FRAME_BUDGET_BYTES = 1 << 30
-STATUSES = ("ok", "no_face", "too_short", "unreadable")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Face:
 
 @dataclass
 class FaceResult:
-    status: str                                        # "ok" | "no_face" | "too_short" | "unreadable"
+    status: str                                        # "ok" | "no_face" | "too_short" | "unreadable" | "error"
     reason: str = ""                                   # what went wrong and what to do (empty when ok)
     crops: list = field(default_factory=list)          # RGB uint8 (size, size, 3) per sampled frame; empty unless ok
     indices: list = field(default_factory=list)        # sampled frame indices
@@ -56,6 +56,9 @@ class FaceResult:
     detect_side: int = 0                               # longer side (px) of the copy the faces were found on
     detect_sides: list = field(default_factory=list)   # every detection resolution tried, in order
     faces: list = field(default_factory=list)          # Face per kept person (max_faces), main first; [] unless ok
+    seen: list = field(default_factory=list)           # sampled frames each person was detected in, ranked
+    replaced: list = field(default_factory=list)       # per sampled frame: "" or why it was replaced (flat, blurred)
+    traceback: str = ""                                # status "error": the bug's traceback
 
     def manifest(self, face: int = 0) -> dict:
         """The faces.json content of face `face` (0: the main face): source, video properties, per-frame
@@ -90,6 +93,8 @@ class FaceResult:
             "prominence": round(float(f.prominence), 1),
             "detect_side": int(self.detect_side),
             "detect_sides": [int(v) for v in self.detect_sides],
+            "replaced": [str(k) for k in self.replaced],
+            "people_seen": [int(v) for v in self.seen],
             "preprocess": asdict(self.config) if self.config else None,
             "detector": {"name": "mtcnn", "version": mtcnn_version, "stages": "face_and_landmarks_detection"},
             "dfdlib_version": __version__,
@@ -269,17 +274,24 @@ def _tracks(frames, detector: FaceDetector, side: int, cfg: PreprocessConfig, fx
 
 
 def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None = None,
-                  detector: FaceDetector | None = None, threads: int | None = None) -> FaceResult:
+                  detector: FaceDetector | None = None, threads: int | None = None,
+                  min_frames: int | None = None) -> FaceResult:
     """Sample frames of one video and crop one consistent face (or `max_faces` people's) from each.
 
     Takes a video path, a PreprocessConfig (default settings if None), a FaceDetector to reuse (the
-    process-wide one if None) and the decoder's thread count. Detection runs at `detect_max_side`; when
-    the main face is found in fewer than `min_detected` of the frames it is retried at higher resolutions
-    (detection_sides), and `detect_side` records the one used. Returns a FaceResult (its crops/boxes/...
-    are the main face's; `faces` holds up to `max_faces` people seen in enough frames); a bad video
-    (unreadable, too short, no face) is reported in `status`/`reason`, never raised. Raises
-    ValueError only for an invalid config.
+    process-wide one if None), the decoder's thread count, and `min_frames`: the sampled frames a person
+    must be seen in to be kept (default: the config's `min_detected` share, training's bar; prediction
+    asks for fewer, `predict.MIN_FACE_FRAMES`). Sampled frames with no usable picture are replaced first
+    (`replace_blank`, video.replace_unusable). Detection runs at `detect_max_side`; when the main face is
+    found in fewer than `min_detected` of the frames it is retried at higher resolutions (detection_sides),
+    and `detect_side` records the one used. Returns a FaceResult (its crops/boxes/... are the main
+    face's; `faces` holds up to `max_faces` people seen in enough frames); a bad video (unreadable, too
+    short, no face) is reported in `status`/`reason`, never raised. An unexpected exception is a bug:
+    status "error" with its traceback (raised instead under DFD_STRICT, see `strict`). Raises ValueError
+    only for an invalid config.
     """
+    import cv2
+
     t0 = time.perf_counter()
     cfg = (config or PreprocessConfig()).validate()
     path = Path(video_path)
@@ -295,29 +307,44 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     try:
         frames, res.indices, res.info = read_frames(path, cfg.frames, cfg.sampling, max_pixels=max_pixels,
                                                     threads=threads)
+        if cfg.replace_blank:
+            frames, res.indices, kinds = replace_unusable(path, frames, res.indices, max_pixels, threads)
+            res.replaced = kinds
     except VideoError as e:
         return done(e.kind, str(e))
-    except Exception as e:  # a decoder failure (or MemoryError) must not stop a batch
+    except (cv2.error, MemoryError) as e:  # a decoder failure (or a huge frame) must not stop a batch
         return done("unreadable", f"{path}: decoding failed ({type(e).__name__}: {e}); re-encode it or remove it")
+    try:
+        return _faces(frames, res, cfg, detector or default_detector(), min_frames, done)
+    except Exception as e:  # a bug, not a property of the video: its own status, loud, raised under tests
+        if strict():
+            raise
+        import traceback
 
-    info = res.info
+        res.traceback = traceback.format_exc()
+        return done("error", f"{path}: unexpected {type(e).__name__} in the face stage: {e} (a bug in dfdlib; "
+                             "please report it with the traceback)")
+
+
+def _faces(frames, res: FaceResult, cfg: PreprocessConfig, detector, min_frames, done) -> FaceResult:
+    """Detection, tracking and crops for extract_faces, on frames already read."""
+    info, path = res.info, res.source
     kh, kw = frames[0].shape[:2]
     fx, fy = info.width / kw, info.height / kh  # kept frame → full resolution (1.0 unless over budget)
-    need = max(1, math.ceil(cfg.min_detected * len(frames) - 1e-9))
     n = len(frames)
+    need = max(1, math.ceil(cfg.min_detected * n - 1e-9))  # training's bar: a clip mostly of this face
+    keep = need if min_frames is None else max(1, min(int(min_frames), need))
     best = None  # (found, side, tracks) of the resolution that found the main face most often
     for side in detection_sides(cfg, max(kh, kw)):
         res.detect_sides.append(side or max(kh, kw))
-        try:
-            tracks = _tracks(frames, detector or default_detector(), side, cfg, fx, fy, need)
-        except Exception as e:  # reported, not raised: one odd video must not stop a batch
-            return done("no_face", f"{path}: the face detector failed ({type(e).__name__}: {e})")
+        tracks = _tracks(frames, detector, side, cfg, fx, fy, need)
         found = len(tracks[0].dets) if tracks else 0
         if best is None or found > best[0]:
             best = (found, res.detect_sides[-1], tracks)
         if found >= need:
             break
     found, res.detect_side, tracks = best
+    res.seen = [len(tr.dets) for tr in tracks]
     boxes = tracks[0].boxes(n) if tracks else [None] * n
     res.confidences = tracks[0].confidences(n) if tracks else [0.0] * n
     tried = (f" (detection tried at {', '.join(map(str, res.detect_sides))} px)" if len(res.detect_sides) > 1
@@ -327,13 +354,14 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     if found == 0:
         res.boxes, res.filled = [None] * len(boxes), [True] * len(boxes)
         return done("no_face", f"{path}: no face (confidence >= {cfg.min_confidence}, size >= "
-                               f"{cfg.min_face_size} px) in any of the {cfg.frames} sampled frames{tried}; {hint}")
+                               f"{cfg.min_face_size} px) in any of the {n} sampled frames{tried}; {hint}")
     res.boxes, res.filled = fill_missing(boxes)
-    if found < math.ceil(cfg.min_detected * len(boxes) - 1e-9):
-        return done("no_face", f"{path}: the main face was found in only {found} of {len(boxes)} sampled "
-                               f"frames{tried} (min_detected={cfg.min_detected}); {hint}, or lower --min-detected")
+    if found < keep:
+        return done("no_face", f"{path}: no person was seen in {keep} of the {n} sampled frames{tried} "
+                               f"({seen_summary(tracks, keep)}; min_detected={cfg.min_detected}); {hint}, or "
+                               "lower --min-detected")
     for tr in tracks[:cfg.max_faces]:
-        if len(tr.dets) < need:  # seen too briefly for a clip of its own (ranked last, so none after it is)
+        if len(tr.dets) < keep:  # seen too briefly (ranked after those seen often enough, so none after it is)
             break
         bxs, filled = fill_missing(tr.boxes(n))
         crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size,

@@ -38,6 +38,9 @@ class PreprocessConfig:
                                  "to the frame and stretched to size x size (the original project's crops)",
                        ("square", "stretch"))
 
+    replace_blank: bool = option(True, "a sampled frame with no usable picture (black or flat: fades, blank titles; "
+                                       "heavy motion blur) is replaced by the nearest usable frame before detection")
+
     @classmethod
     def from_dict(cls, d: dict | None) -> PreprocessConfig:
         """Rebuild from `asdict(config)` (e.g. a model file's meta["preprocess"]); unknown keys are ignored."""

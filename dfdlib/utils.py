@@ -146,6 +146,12 @@ def resolve_device(device: str = "auto"):
     return torch.device(device)
 
 
+def strict() -> bool:
+    """True when unexpected exceptions must be raised, not reported as an "error" status: the test suite
+    sets DFD_STRICT=1, so a bug fails CI instead of quietly lowering a count."""
+    return os.environ.get("DFD_STRICT", "") not in ("", "0")
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     import torch

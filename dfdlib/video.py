@@ -220,3 +220,100 @@ def read_frames(path: str | Path, n: int, mode: str = "even", max_pixels: int | 
         return frames, indices, info
     finally:
         cap.release()
+
+
+# --- frames with no usable picture -----------------------------------------------------------------------
+FLAT_STD = 6.0     # grey standard deviation (0-255) below which a frame is flat: black, a fade, a blank title
+BLUR_RATIO = 0.2   # sharpness below this share of the video's median sharpness: heavy motion blur
+QUALITY_WIDTH = 160  # frames are judged on a grey copy this wide (cheap, and blind to sensor noise)
+SAME_SHOT = 0.6    # layout correlation above which a frame counts as the same shot as a blurred one
+STRUCTURE = 100.0  # coarse Laplacian variance below which a frame has no shapes to judge blur by
+
+
+def frame_quality(frame_rgb: np.ndarray) -> tuple[float, float, float]:
+    """(contrast, sharpness, structure) of an RGB frame: the grey standard deviation; the variance of the
+    Laplacian over the grey variance (contrast-normalised, so a dim frame is not taken for a blurred one);
+    the Laplacian variance of a 4x smaller copy (shapes that survive blur: a plain wall or gradient has
+    none, and is never judged blurred)."""
+    import cv2
+
+    g = cv2.cvtColor(np.ascontiguousarray(frame_rgb), cv2.COLOR_RGB2GRAY)
+    h = max(1, round(g.shape[0] * QUALITY_WIDTH / g.shape[1]))
+    g = cv2.resize(g, (QUALITY_WIDTH, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    coarse = cv2.resize(g, (QUALITY_WIDTH // 4, max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    std = float(g.std())
+    return (std, float(cv2.Laplacian(g, cv2.CV_32F).var() / (std * std + 1.0)),
+            float(cv2.Laplacian(coarse, cv2.CV_32F).var()))
+
+
+def unusable(qualities: list[tuple[float, float, float]]) -> tuple[list[str], float]:
+    """Which frames show no usable picture: per frame "" (usable), "flat" or "blurred", and the reference
+    sharpness (the median of the frames with contrast and structure) the blur test compared with."""
+    judged = [s for c, s, k in qualities if c >= FLAT_STD and k >= STRUCTURE]
+    ref = float(np.median(judged)) if judged else 0.0
+    return ["flat" if c < FLAT_STD else "blurred" if k >= STRUCTURE and s < BLUR_RATIO * ref else ""
+            for c, s, k in qualities], ref
+
+
+def _layout(frame_rgb: np.ndarray) -> np.ndarray:
+    """A frame's coarse layout (16 px wide grey, zero-mean, unit-norm): motion blur keeps it, a cut changes it."""
+    import cv2
+
+    g = cv2.cvtColor(np.ascontiguousarray(frame_rgb), cv2.COLOR_RGB2GRAY)
+    g = cv2.resize(g, (16, max(1, round(g.shape[0] * 16 / g.shape[1]))), interpolation=cv2.INTER_AREA)
+    v = g.astype(np.float32).ravel()
+    v -= v.mean()
+    return v / max(float(np.linalg.norm(v)), 1e-6)
+
+
+def replace_unusable(path: str | Path, frames: list[np.ndarray], indices: list[int], max_pixels: int | None = None,
+                     threads: int | None = None) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """Replace sampled frames with no usable picture (flat: black, fades; blurred: heavy motion blur) by the
+    nearest usable frame of the video between their sampled neighbours, before any face is looked for.
+
+    Takes what `read_frames` returned. Only when some frame is unusable is the video streamed once more,
+    decoding the gaps around those frames; a blurred frame only takes a frame of the same shot (same coarse
+    layout), so soft footage next to a sharp shot is left alone. A flat frame with no usable frame in its gap takes the nearest
+    usable sampled frame's picture (and index); a blurred one with none stays as it is (a soft shot is
+    still a picture), as does every frame of a video with no usable frame at all. Returns (frames,
+    indices, per sampled frame "" or why it was replaced: "flat" or "blurred"); indices never decrease
+    (one repeats where a flat frame borrowed a neighbour's, or two replacements met in one gap).
+    """
+    kinds, ref = unusable([frame_quality(f) for f in frames])
+    bad = [t for t, k in enumerate(kinds) if k]
+    if not bad:
+        return frames, indices, kinds
+    frames, indices = list(frames), list(indices)
+    windows = {t: (indices[t - 1] + 1 if t else 0, indices[t + 1] - 1 if t + 1 < len(indices) else indices[t] + 64)
+               for t in bad}
+    last = max(hi for _, hi in windows.values())
+    layouts = {t: _layout(frames[t]) for t in bad if kinds[t] == "blurred"}
+    found: dict[int, tuple[int, np.ndarray]] = {}  # slot → (index, frame) of the nearest usable candidate
+    cap, _ = _open(path, threads)
+    try:
+        i = 0
+        while i <= last and cap.grab():
+            slots = [t for t in bad if windows[t][0] <= i <= windows[t][1] and i != indices[t]
+                     and (t not in found or abs(i - indices[t]) < abs(found[t][0] - indices[t]))]
+            if slots:
+                ok, bgr = cap.retrieve()
+                if ok and bgr is not None:
+                    f = _to_rgb(bgr, max_pixels)
+                    c, s, _ = frame_quality(f)
+                    if c >= FLAT_STD and s >= BLUR_RATIO * ref and f.shape == frames[slots[0]].shape:
+                        for t in slots:  # a blurred frame takes only a frame of its own shot, never across a cut
+                            if kinds[t] == "flat" or _layout(f) @ layouts[t] >= SAME_SHOT:
+                                found[t] = (i, f)
+            i += 1
+    finally:
+        cap.release()
+    good = [t for t, k in enumerate(kinds) if not k]
+    for t in bad:
+        if t in found:
+            indices[t], frames[t] = found[t]
+        elif kinds[t] == "flat" and good:
+            near = min(good, key=lambda g: (abs(g - t), g))
+            indices[t], frames[t] = indices[near], frames[near]
+        else:
+            kinds[t] = ""  # nothing better nearby: kept as it is, and not counted as replaced
+    return frames, indices, kinds

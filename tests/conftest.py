@@ -8,6 +8,7 @@ import os
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up noise out of test logs
+os.environ.setdefault("DFD_STRICT", "1")  # a bug in a stage raises here instead of becoming an "error" status
 # The training clip store of this test session (and its notebook kernels / torchrun children), not ~/.cache.
 os.environ.setdefault("DFD_CLIP_STORE", tempfile.mkdtemp(prefix="dfd-clips-"))
 

@@ -10,7 +10,7 @@ from test_video import PHOTO_FACE_BOX, _photo
 
 from dfdlib import faces
 from dfdlib.faces import PreprocessConfig, extract_faces
-from dfdlib.tracks import appearance, build_tracks, iou, rank_tracks, similarity
+from dfdlib.tracks import Look, appearance, build_tracks, iou, rank_tracks, similarity, size_penalty
 
 W, H = 320, 240
 
@@ -70,32 +70,45 @@ def det(box, conf=0.99):
     return np.array([*box, conf], float)
 
 
-def look(seed):
-    """A made-up appearance: histogram and thumbnail drawn from `seed` (same seed: same person)."""
+def look(seed, body=True):
+    """A made-up appearance: histograms and thumbnail drawn from `seed` (same seed: same person)."""
     rng = np.random.default_rng(seed)
-    h = rng.random(192).astype(np.float32)
+    h, b = rng.random(192).astype(np.float32), rng.random(192).astype(np.float32)
     t = rng.standard_normal(256).astype(np.float32)
-    return h / h.sum(), t / np.linalg.norm(t)
+    return Look(h / h.sum(), b / b.sum() if body else None, t / np.linalg.norm(t))
 
 
 # --- no detector ------------------------------------------------------------------------------------
-def test_a_cut_is_bridged_by_appearance_and_size_only():
+def test_a_cut_is_bridged_by_appearance_and_a_zoom_only_costs():
     a, b = look(1), look(2)
     frames = [[det((10, 10, 60, 70))], [det((12, 10, 62, 70))],         # shot 1: person A on the left
               [det((200, 100, 240, 150)), det((20, 20, 60, 70), 0.95)],  # shot 2: A right, B left
               [det((202, 100, 242, 150)), det((20, 22, 60, 72), 0.95)],
-              [det((100, 5, 300, 235))]]                                 # shot 3: A, but 4x bigger
+              [det((100, 5, 300, 235))]]                                 # shot 3: A in close-up, 4x bigger
     looks = [[a], [a], [a, b], [a, b], [a]]
     tracks = build_tracks([np.stack(f) for f in frames], looks)
     main = rank_tracks(tracks, need=3)[0]
-    assert sorted(main.dets) == [0, 1, 2, 3]  # A re-acquired at the cut; the 4x close-up is not joined
-    assert main.boxes(5)[2] == [200, 100, 240, 150] and main.boxes(5)[4] is None
-    assert sorted(len(t.dets) for t in tracks) == [1, 2, 4]
+    assert sorted(main.dets) == [0, 1, 2, 3, 4]  # A re-acquired at both cuts, the close-up included
+    assert main.boxes(5)[2] == [200, 100, 240, 150] and main.boxes(5)[4] == [100, 5, 300, 235]
+    assert sorted(len(t.dets) for t in tracks) == [2, 5]
     # IoU alone (the old tracker) hands A's track to B, who sits where A was before the cut.
     without = rank_tracks(build_tracks([np.stack(f) for f in frames]), need=3)[0]
     assert sorted(without.dets) == [0, 1, 2, 3] and without.boxes(5)[2] == [20, 20, 60, 70]
     never = build_tracks([np.stack(f) for f in frames], looks, min_similarity=1.5)  # re-acquisition off
     assert sorted(len(t.dets) for t in never) == [1, 2, 2, 2]  # A before, A after the cut, B, close-up
+
+
+def test_size_is_a_soft_cue():
+    assert size_penalty(50, 60) == 0 and size_penalty(60, 50) == 0
+    assert 0 < size_penalty(70, 190) < 0.1                       # medium shot → close-up: allowed
+    assert size_penalty(20, 400) > size_penalty(70, 190)         # the bigger the jump, the more it costs
+    # A barely similar person of another size loses to the same look at the same size.
+    a = look(1)
+    frames = [np.stack([det((0, 0, 50, 50))]), np.stack([det((300, 0, 350, 50)), det((100, 100, 400, 400), 0.9)])]
+    tracks = build_tracks(frames, [[a], [a, a]], min_similarity=0.6)
+    assert len(tracks[0].dets) == 1 or sorted(tracks[0].dets) == [0, 1]
+    main = next(t for t in tracks if 0 in t.dets)
+    assert main.boxes(2)[1] == [300, 0, 350, 50]
 
 
 def test_prominence_prefers_a_face_seen_often_over_a_brief_close_up():
@@ -116,7 +129,7 @@ def test_appearance_tells_people_apart():
     a2 = appearance(cv2.cvtColor(big, cv2.COLOR_BGR2RGB), box_b)
     c = appearance(cv2.cvtColor(other, cv2.COLOR_BGR2RGB), (130, 40, 210, 140))  # the carphone man's face
     assert similarity(a, a2) > 0.75 and similarity(a, c) < 0.3 and similarity(a, a) == pytest.approx(1.0)
-    assert appearance(frame, (400, 400, 500, 500)) == (None, None)
+    assert appearance(frame, (400, 400, 500, 500)) is None
 
 
 # --- extract_faces on a multi-shot video ---------------------------------------------------------------
