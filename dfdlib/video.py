@@ -224,7 +224,7 @@ def read_frames(path: str | Path, n: int, mode: str = "even", max_pixels: int | 
 
 # --- frames with no usable picture -----------------------------------------------------------------------
 FLAT_STD = 6.0     # grey standard deviation (0-255) below which a frame is flat: black, a fade, a blank title
-BLUR_RATIO = 0.2   # sharpness below this share of the video's median sharpness: heavy motion blur
+BLUR_RATIO = 0.3   # sharpness below this share of the video's median sharpness: heavy motion blur
 QUALITY_WIDTH = 160  # frames are judged on a grey copy this wide (cheap, and blind to sensor noise)
 SAME_SHOT = 0.6    # layout correlation above which a frame counts as the same shot as a blurred one
 STRUCTURE = 100.0  # coarse Laplacian variance below which a frame has no shapes to judge blur by
