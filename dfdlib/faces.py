@@ -357,7 +357,7 @@ def _faces(frames, res: FaceResult, cfg: PreprocessConfig, detector, min_frames,
                                f"{cfg.min_face_size} px) in any of the {n} sampled frames{tried}; {hint}")
     res.boxes, res.filled = fill_missing(boxes)
     if found < keep:
-        return done("no_face", f"{path}: no person was seen in {keep} of the {n} sampled frames{tried} "
+        return done("no_face", f"{path}: the main face was found in only {found} of {n} sampled frames{tried} "
                                f"({seen_summary(tracks, keep)}; min_detected={cfg.min_detected}); {hint}, or "
                                "lower --min-detected")
     for tr in tracks[:cfg.max_faces]:

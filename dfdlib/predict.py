@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -21,11 +22,16 @@ import pandas as pd
 
 from .ensemble import Ensemble, as_model, members_of, sequence_length_of, threshold_of
 from .metrics import verdict_confidence
-from .utils import write_csv
+from .utils import strict, write_csv
 from .video import VIDEO_EXTENSIONS, find_videos  # the same files the preprocess stage treats as videos
 
 MODEL_EXTENSIONS = (".pt", ".pth")
 SCORED_FACES = 3  # people scored per video unless the call (or the model's preprocessing) says otherwise
+# A person seen in at least this many sampled frames gets a score (fewer when fewer frames are sampled),
+# however briefly the edit shows them: a verdict whenever a face is visible. A face seen in fewer frames
+# than training's min_detected asked for is scored on the frames it was seen in, the clip padded (the
+# model masks the padding), not on boxes copied to frames where it was not.
+MIN_FACE_FRAMES = 4
 _warned: set[str] = set()
 
 
@@ -128,14 +134,15 @@ def _member_prob(member, crops, seq: int):
 
 def predict_video(model, video_path, sequence_length: int | None = None, detector=None,
                   threshold: float | None = None, return_clip: bool = False, device: str = "auto",
-                  max_faces: int | None = None):
+                  max_faces: int | None = None, min_face_frames: int = MIN_FACE_FRAMES):
     """Verdict for one video.
 
     Takes a model from load_model, a model file path, an Ensemble (or a list of paths), the video path,
     an optional sequence length (default: the model's), a FaceDetector to reuse, a threshold (default:
     the model file's, else 0.5) and how many people to score (default: SCORED_FACES, or the model's
     max_faces if higher; each one seen in enough sampled frames is scored, `Prediction.faces`, and the
-    verdict is the most-fake face's). Returns a Prediction, or (Prediction, clip) with `return_clip=True`
+    verdict is the most-fake face's) and the sampled frames a person must be seen in to be scored
+    (MIN_FACE_FRAMES). Returns a Prediction, or (Prediction, clip) with `return_clip=True`
     (clip: the first member's normalised (T, 3, S, S) tensor of the verdict's face, None without a
     verdict). Bad videos are reported in `status`/`reason`, not raised.
     """
@@ -164,7 +171,7 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
         cfg = dataclasses.replace(cfg, max_faces=int(max_faces or max(cfg.max_faces, SCORED_FACES)))
         key = json.dumps(asdict(cfg), sort_keys=True, default=str)
         if key not in results:  # members sharing settings share one face extraction
-            results[key] = _extract(path, cfg, detector)
+            results[key] = _extract(path, cfg, detector, min_face_frames)
         res = results[key]
         if res.status == "ok" and res.config.frames < cfg.frames:
             pred.reason = (f"the video has only {res.config.frames} frames, fewer than the {cfg.frames} "
@@ -175,9 +182,12 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
             if res.status == "no_face":
                 pred.reason = f"no face found: {pred.reason}"
             return finish()
+        need = math.ceil(res.config.min_detected * len(res.indices) - 1e-9)
         for face in res.faces:  # one person: the loop runs once, as with a single face
-            scores.setdefault(face.index, []).append(_member_prob(member, _as_stored(face.crops,
-                                                                                     res.config.jpeg_quality), seq))
+            seen = [c for c, f in zip(face.crops, face.filled, strict=True) if not f]
+            crops = face.crops if len(seen) >= need else seen  # briefly seen: its own frames, padded
+            scores.setdefault(face.index, []).append(_member_prob(member, _as_stored(crops, res.config.jpeg_quality),
+                                                                  seq))
     first = next(iter(results.values()))
     # Members with other settings may find fewer people: a face counts when every member scored it.
     probs = {k: float(np.mean([p for p, _ in v])) for k, v in scores.items() if len(v) == len(members)}
@@ -194,19 +204,21 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
     return finish(clip)
 
 
-def _extract(path: Path, cfg, detector):
-    """extract_faces; a video shorter than `cfg.frames` is retried with all its frames (clip padded later)."""
+def _extract(path: Path, cfg, detector, min_frames: int = MIN_FACE_FRAMES):
+    """extract_faces keeping people seen in `min_frames` sampled frames; a video shorter than `cfg.frames` is
+    retried with all its frames (clip padded later)."""
     from .faces import extract_faces
     from .video import VideoError, probe_video
 
-    res = extract_faces(path, cfg, detector=detector)
+    res = extract_faces(path, cfg, detector=detector, min_frames=min_frames)
     if res.status == "too_short":
         try:
             total = probe_video(path).frame_count
         except VideoError:
             return res
         if 1 <= total < cfg.frames:
-            short = extract_faces(path, dataclasses.replace(cfg, frames=total), detector=detector)
+            short = extract_faces(path, dataclasses.replace(cfg, frames=total), detector=detector,
+                                  min_frames=min_frames)
             if short.status != "too_short":
                 return short
     return res
@@ -236,11 +248,12 @@ def uploaded_video(name: str, content):
 
 
 def predict_many(model, videos, names=None, sequence_length=None, threshold=None, progress=True,
-                 explain_dir=None, device: str = "auto", max_faces: int | None = None) -> pd.DataFrame:
+                 explain_dir=None, device: str = "auto", max_faces: int | None = None,
+                 min_face_frames: int = MIN_FACE_FRAMES) -> pd.DataFrame:
     """Predict a list of videos with one model load and one face detector; one row per video.
 
     Takes a model/path/Ensemble, video paths, optional display names, `explain_dir` (Grad-CAM PNGs
-    of each video's top frames go to `<explain_dir>/<name>/`) and `max_faces` (predict_video). A video
+    of each video's top frames go to `<explain_dir>/<name>/`), `max_faces` and `min_face_frames` (predict_video). A video
     that fails for any reason gets its status and reason in its row; the others are unaffected. Returns
     the DataFrame; its `n_faces` column counts the people scored and `faces` holds their scores as JSON.
     """
@@ -255,13 +268,15 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
                             disable=not progress):
         try:
             pred, clip = predict_video(model, video, sequence_length, detector, threshold, return_clip=True,
-                                       max_faces=max_faces)
+                                       max_faces=max_faces, min_face_frames=min_face_frames)
             if explain_dir is not None and pred.status == "ok":
                 from .explain import grad_cam, save_cam_overlays
 
                 cam = grad_cam(members_of(model)[0], clip, target="pred")
                 save_cam_overlays(clip, cam, Path(explain_dir) / name.replace("/", "__").rsplit(".", 1)[0])
-        except Exception as e:  # noqa: BLE001 - one bad video must not stop the batch
+        except Exception as e:  # noqa: BLE001 - one bad video must not stop the batch; a bug fails the tests
+            if strict():
+                raise
             pred = Prediction(video=str(video), status="error", reason=f"{video}: {type(e).__name__}: {e}")
         row = pred.to_dict()
         row["video"] = name
@@ -274,7 +289,8 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
 
 def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress: bool = True,
                    sequence_length: int | None = None, threshold: float | None = None, explain_dir=None,
-                   device: str = "auto", max_faces: int | None = None) -> pd.DataFrame:
+                   device: str = "auto", max_faces: int | None = None,
+                   min_face_frames: int = MIN_FACE_FRAMES) -> pd.DataFrame:
     """Predict every video in a folder (model loaded once) and optionally write the CSV atomically.
 
     Returns a DataFrame with columns video (relative to `folder`), label, confidence, prob_fake, status,
@@ -290,7 +306,8 @@ def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress
 
         ensure_writable(Path(out_csv).parent, "folder of the predictions CSV")  # before the work, not after
     names = [v.name if folder.is_file() else v.relative_to(folder).as_posix() for v in videos]
-    df = predict_many(model, videos, names, sequence_length, threshold, progress, explain_dir, device, max_faces)
+    df = predict_many(model, videos, names, sequence_length, threshold, progress, explain_dir, device, max_faces,
+                      min_face_frames)
     if out_csv is not None:
         write_csv(df, out_csv)
     return df
@@ -329,15 +346,15 @@ def _cli_predict(args) -> int:
     if args.explain and isinstance(model, Ensemble):
         print("note: Grad-CAM maps are computed for the first ensemble member")
     df = predict_many(model, videos, names, args.sequence_length, args.threshold, not args.no_progress,
-                      args.explain, args.device, args.max_faces)
+                      args.explain, args.device, args.max_faces, args.min_face_frames)
     for r in df.itertuples():
         if r.status == "ok":
             print(f"{r.label:<5} {100 * r.confidence:5.1f}% sure  prob_fake={r.prob_fake:.3f} "
                   f"(threshold {r.threshold:.3f})  "
                   f"{r.frames_used}-frame clip, faces found in {r.faces_found} sampled frames  {r.video}")
             if r.n_faces > 1:
-                print("      " + "; ".join(f"face {f['face']}: prob_fake={f['prob_fake']:.3f}"
-                                           for f in json.loads(r.faces)))
+                print("      " + "; ".join(f"face {f['face']}: prob_fake={f['prob_fake']:.3f} "
+                                           f"(seen in {f['frames']} frames)" for f in json.loads(r.faces)))
         else:
             print(f"{'-':<5} {'':>6}  {r.status}: {r.reason}")
     if args.out:
@@ -361,6 +378,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--sequence-length", type=int, help="frames per clip (default: the model's)")
     p.add_argument("--max-faces", type=int, help=f"people scored per video (default {SCORED_FACES}); the verdict "
                                                  "is the most-fake face's")
+    p.add_argument("--min-face-frames", type=int, default=MIN_FACE_FRAMES,
+                   help="a person seen in at least this many sampled frames is scored (default %(default)s; "
+                        "a face seen in fewer frames than training asked for is scored on those frames)")
     p.add_argument("--models-dir", default="models", help="registry used when no model file is given")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 
 from .layout_scan import CLASSES
 from .preprocess_config import PreprocessConfig
-from .utils import atomic_dir, atomic_write, ensure_writable, write_csv
+from .utils import atomic_dir, atomic_write, ensure_writable, strict, write_csv
 
 if TYPE_CHECKING:
     import pandas as pd
 
 REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method",
-                  "detect_side", "faces"]
+                  "detect_side", "faces", "replaced"]
+ERRORS_LOG = "preprocess_errors.log"  # tracebacks of the videos with status "error" (bugs), beside the report
 
 
 @dataclass
@@ -108,11 +109,13 @@ def _init_worker() -> None:
 
 
 def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0,
-         detect_side: int = 0, faces: int = 0):
+         detect_side: int = 0, faces: int = 0, replaced: int = 0, traceback: str = ""):
+    """A report row; `replaced` counts sampled frames replaced for having no usable picture, `traceback`
+    (status "error" only) goes to ERRORS_LOG, not into the CSV."""
     reason = "; ".join(r for r in (reason, task.note) if r)
     return {"video": task.video, "label": task.label, "status": status, "reason": reason, "frames": frames,
             "filled": filled, "seconds": round(seconds, 3), "group": task.group, "method": task.method,
-            "detect_side": detect_side, "faces": faces}
+            "detect_side": detect_side, "faces": faces, "replaced": replaced, "traceback": traceback}
 
 
 def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
@@ -128,7 +131,8 @@ def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
     diff = [f"{k} {old.get(k)!r}→{v!r}" for k, v in new.items() if k in old and old[k] != v]
     reason = (f"done with other settings ({', '.join(diff)}); use --overwrite to redo it") if diff else ""
     return _row(task, "skipped_done", reason, len(m.get("indices", [])), sum(m.get("filled", [])),
-                detect_side=m.get("detect_side", 0), faces=m.get("faces_in_video", 1))
+                detect_side=m.get("detect_side", 0), faces=m.get("faces_in_video", 1),
+                replaced=sum(bool(k) for k in m.get("replaced", [])))
 
 
 def _write_sample(folder: Path, crops: list, manifest: dict, quality: int) -> None:
@@ -160,7 +164,8 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
             if overwrite and dest.is_dir():  # the redo failed: the old crops no longer match the settings
                 shutil.rmtree(dest)
                 reason += f" (the previous {task.label}/{task.name} folder was removed)"
-            return _row(task, res.status, reason, seconds=time.perf_counter() - t0, detect_side=res.detect_side)
+            return _row(task, res.status, reason, seconds=time.perf_counter() - t0, detect_side=res.detect_side,
+                        replaced=sum(bool(k) for k in res.replaced), traceback=res.traceback)
         # One sample folder per face: the video's own folder (max_faces 1, as always), else <video>/face_<k>/,
         # all written inside one temp folder, so a video's faces appear together or not at all.
         with atomic_dir(dest, overwrite=True) as tmp:
@@ -171,14 +176,19 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
                 manifest.update(video=task.video, label=task.label, group=task.group, method=task.method)
                 _write_sample(sample, face.crops, manifest, cfg.jpeg_quality)
         return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0, res.detect_side,
-                    len(res.faces))
+                    len(res.faces), sum(bool(k) for k in res.replaced))
     except OSError as e:  # extract_faces never raises, so this is writing: a full disk or lost permissions
         return _row(task, "unreadable", f"{task.path}: could not write its crops to {dest} ({e.strerror or e}); "
                                         "free disk space or fix the output folder's permissions, then rerun: "
                                         "finished videos are kept", seconds=time.perf_counter() - t0)
-    except Exception as e:  # one broken video is reported, the batch goes on
-        return _row(task, "unreadable", f"{task.path}: unexpected {type(e).__name__}: {e}",
-                    seconds=time.perf_counter() - t0)
+    except Exception as e:  # a bug: its own status and traceback, the batch goes on (raised under tests)
+        if strict():
+            raise
+        import traceback
+
+        return _row(task, "error", f"{task.path}: unexpected {type(e).__name__}: {e} (a bug in dfdlib; the "
+                                   f"traceback is in {ERRORS_LOG}, please report it)",
+                    seconds=time.perf_counter() - t0, traceback=traceback.format_exc())
 
 
 def _clean_stale(out: Path, tasks: list[VideoTask]) -> int:
@@ -288,7 +298,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     _clean_stale(out, tasks)
     finished = [not overwrite and (out / t.label / t.name).is_dir() for t in tasks]
     todo = [t for t, f in zip(tasks, finished, strict=True) if not f]
-    counts = dict.fromkeys(("ok", "no_face", "too_short", "unreadable"), 0)
+    counts = dict.fromkeys(("ok", "no_face", "too_short", "unreadable", "error"), 0)
     bar = tqdm(total=len(todo), unit="video", desc="preprocess", disable=not progress or not todo)
 
     def on_row(row: dict) -> None:
@@ -307,6 +317,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
         rows = run_tasks(todo, fn, workers, on_row)
     finally:
         bar.close()
+    _write_errors(out, done_rows + rows, shard)
     report = pd.DataFrame(done_rows + rows, columns=REPORT_COLUMNS)
     report = report.sort_values(["label", "video"], key=lambda s: s.map(_label_order) if s.name == "label" else s)
     report = report.reset_index(drop=True)
@@ -315,6 +326,16 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     if progress:
         _print_summary(report, out / name, len(all_tasks), shard)
     return report
+
+
+def _write_errors(out: Path, rows: list[dict], shard) -> None:
+    """The tracebacks of this run's "error" rows, to ERRORS_LOG (per shard) beside the report."""
+    bad = [r for r in rows if r.get("traceback")]
+    name = ERRORS_LOG if shard is None else ERRORS_LOG.replace(".log", f"_shard-{shard[0]}-of-{shard[1]}.log")
+    if bad:
+        with atomic_write(out / name) as f:
+            for r in bad:
+                f.write(f"=== {r['video']}\n{r['traceback']}\n")
 
 
 def _write_layout(out: Path, src, layout: str, samples: list, problems: list[str], forced: bool,
@@ -341,6 +362,8 @@ def _label_order(label: str) -> int:
 def _print_summary(report: pd.DataFrame, path: Path, n_all: int, shard) -> None:
     counts = report["status"].value_counts()
     parts = [f"{counts.get(s, 0)} {s}" for s in ("ok", "skipped_done", "no_face", "too_short", "unreadable")]
+    if counts.get("error", 0):
+        parts.append(f"{counts['error']} ERROR (bugs in dfdlib: tracebacks in {path.parent / ERRORS_LOG})")
     where = f" (shard {shard[0]}/{shard[1]} of {n_all})" if shard else ""
     print(f"preprocess: {len(report)} videos{where}: {', '.join(parts)}; report: {path}")
     bad = report[~report["status"].isin(["ok", "skipped_done"])]

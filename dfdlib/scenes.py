@@ -103,8 +103,8 @@ def zoom_cut_video(path, size: tuple[int, int] = (640, 360), shots=ZOOM_SHOTS, f
     """Write an edited clip that cuts between a close-up and a medium shot of one person (and the audience).
 
     Takes the output path, the frame size (w, h), the shots ((kind, face height / frame height) with kind
-    close | medium | audience), frames per shot, fps, `fade` black frames before and after (a fade-in and
-    fade-out) and frame numbers to smear with heavy motion blur. Returns the performer's face box per frame
+    close | medium | audience | empty), frames per shot, fps, `fade` black frames before and after (a fade-in and
+    fade-out) and frame numbers to smear with heavy motion blur; kind "empty" shows the bare backdrop. Returns the performer's face box per frame
     (None in audience shots and fades).
     """
     import cv2
@@ -123,7 +123,9 @@ def zoom_cut_video(path, size: tuple[int, int] = (640, 360), shots=ZOOM_SHOTS, f
         for i in range(frames_per_shot):
             frame = bg.copy()
             t = i / max(frames_per_shot - 1, 1)
-            if kind == "audience":  # two people, neither the performer
+            if kind == "empty":  # the stage with nobody facing the camera
+                box_t = None
+            elif kind == "audience":  # two people, neither the performer
                 face = people[(i * 2) % len(people)]
                 for j, cx in enumerate((0.3, 0.7)):
                     paste(frame, face, CARPHONE_FACE_BOX, share * h, (cx * w, 0.45 * h), flip=bool(j))

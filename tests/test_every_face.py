@@ -90,3 +90,75 @@ def test_fades_and_motion_blur_are_not_sampled(tmp_path, detector):
     assert manifest["replaced"] == res.replaced and manifest["people_seen"] == res.seen
     kept = extract_faces(path, dataclasses.replace(CFG, replace_blank=False), detector=detector)
     assert sum(kept.filled) >= 8 and kept.replaced == []
+
+
+# --- a verdict whenever a face is visible --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    from dataclasses import asdict
+
+    import torch
+
+    from dfdlib.model import ResNeXtLSTM, save_model
+
+    torch.manual_seed(0)
+    meta = {"sequence_length": 20, "image_size": 64, "sampling": "even", "preprocess": asdict(CFG),
+            "class_names": ["REAL", "FAKE"], "threshold": 0.5, "metrics": {"accuracy": 0.5}}
+    return save_model(tmp_path_factory.mktemp("m") / "model_20_acc_50.0_x.pt",
+                      ResNeXtLSTM(backbone="tiny", hidden_dim=32).eval(), meta)
+
+
+def test_a_face_seen_in_a_few_frames_gets_a_verdict(tmp_path, model_file, detector):
+    import torch
+
+    from dfdlib.model import load_model
+    from dfdlib.predict import MIN_FACE_FRAMES, predict_video
+
+    path = tmp_path / "brief.mp4"
+    # The performer in 6 of 20 sampled frames (a close-up and a medium shot), the rest the audience's backs:
+    # far below training's min_detected (10 of 20), but a face is visible, so there is a verdict.
+    truth = scenes.zoom_cut_video(path, shots=(("empty", 0), ("close", 0.5), ("empty", 0), ("medium", 0.2),
+                                               ("empty", 0)), frames_per_shot=12)
+    model = load_model(model_file)
+    pred, clip = predict_video(model, path, detector=detector, return_clip=True)
+    assert pred.status == "ok" and pred.label in ("REAL", "FAKE"), pred.reason
+    seen = pred.faces[0]["frames"]
+    sampled = sample_indices(len(truth), 20)
+    assert MIN_FACE_FRAMES <= seen == sum(truth[i] is not None for i in sampled) < 10
+    assert pred.faces_found == seen
+    # Scored on the frames the face was seen in, then padding the model masks out.
+    assert clip.shape[0] == 20 and int((clip.abs().flatten(1).sum(1) > 0).sum()) == seen
+    with torch.inference_mode():
+        assert model.prob_fake(model(clip[None])).item() == pytest.approx(pred.prob_fake, abs=1e-5)
+    # A stricter bar is one argument away: then the video has no verdict and says who was seen.
+    none = predict_video(model, path, detector=detector, min_face_frames=seen + 1)
+    assert none.status == "no_face" and f"1 person seen: {seen} frames" in none.reason
+
+
+# --- a bug is never a data status ----------------------------------------------------------------------
+class BrokenDetector:
+    def detect(self, frames, max_side=480):
+        raise RuntimeError("boom inside the detector")
+
+
+def test_a_bug_in_the_face_stage_is_an_error_not_no_face(zoom_cut, monkeypatch, tmp_path):
+    import pandas as pd
+
+    from dfdlib import faces
+    from dfdlib.preprocess import ERRORS_LOG, preprocess_dataset
+
+    path, _ = zoom_cut
+    with pytest.raises(RuntimeError, match="boom"):  # the test suite runs strict (conftest: DFD_STRICT=1)
+        extract_faces(path, CFG, detector=BrokenDetector())
+    monkeypatch.setenv("DFD_STRICT", "0")  # as a user runs it: reported, the batch goes on
+    res = extract_faces(path, CFG, detector=BrokenDetector())
+    assert res.status == "error" and "a bug in dfdlib" in res.reason and "RuntimeError: boom" in res.traceback
+    src = tmp_path / "src"
+    (src / "real").mkdir(parents=True)
+    (src / "real" / "a.mp4").write_bytes(path.read_bytes())
+    monkeypatch.setattr(faces, "_DETECTOR", BrokenDetector())
+    report = preprocess_dataset(src, tmp_path / "out", CFG, progress=False)
+    assert list(report["status"]) == ["error"]
+    log = (tmp_path / "out" / ERRORS_LOG).read_text()
+    assert "real/a.mp4" in log and "RuntimeError: boom" in log
+    assert "traceback" not in pd.read_csv(tmp_path / "out" / "preprocess_report.csv").columns
