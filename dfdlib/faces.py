@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .keyframes import detect_sparse
 from .preprocess_config import PreprocessConfig
 from .tracks import appearance, build_tracks, fill_missing, iou, rank_tracks, seen_summary, track_main_face  # noqa: F401
 from .utils import strict
@@ -58,6 +59,7 @@ class FaceResult:
     faces: list = field(default_factory=list)          # Face per kept person (max_faces), main first; [] unless ok
     seen: list = field(default_factory=list)           # sampled frames each person was detected in, ranked
     replaced: list = field(default_factory=list)       # per sampled frame: "" or why it was replaced (flat, blurred)
+    detected: list = field(default_factory=list)       # per sampled frame: the detector ran (False: followed)
     traceback: str = ""                                # status "error": the bug's traceback
 
     def manifest(self, face: int = 0) -> dict:
@@ -94,6 +96,7 @@ class FaceResult:
             "detect_side": int(self.detect_side),
             "detect_sides": [int(v) for v in self.detect_sides],
             "replaced": [str(k) for k in self.replaced],
+            "detected_frames": [bool(x) for x in self.detected],
             "people_seen": [int(v) for v in self.seen],
             "preprocess": asdict(self.config) if self.config else None,
             "detector": {"name": "mtcnn", "version": mtcnn_version, "stages": "face_and_landmarks_detection"},
@@ -260,17 +263,22 @@ def detection_sides(config: PreprocessConfig, long_side: int) -> list[int]:
 
 
 def _tracks(frames, detector: FaceDetector, side: int, cfg: PreprocessConfig, fx: float, fy: float, need: int):
-    """Detections at one resolution (boxes at full resolution, above the thresholds) linked into tracks,
-    ranked (tracks.rank_tracks: seen in >= `need` frames first, then by prominence)."""
-    dets, looks = [], []
-    for frame, d in zip(frames, detector.detect(frames, side), strict=True):
-        d = d * np.array([fx, fy, fx, fy, 1.0])
-        keep = (d[:, 4] >= cfg.min_confidence) & (np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
-                                                  >= cfg.min_face_size)
-        dets.append(d[keep])
-        looks.append([appearance(frame, r, (fx, fy)) for r in d[keep]] if cfg.reacquire <= 1 else None)
-    return rank_tracks(build_tracks(dets, looks if cfg.reacquire <= 1 else None, cfg.track_iou, cfg.reacquire),
-                       need)
+    """Detections at one resolution (boxes at full resolution, above the thresholds; on keyframes only where
+    the faces can be followed, keyframes.detect_sparse) linked into tracks, ranked (tracks.rank_tracks:
+    seen in >= `need` frames first, then by prominence). Returns (tracks, per frame whether detection ran)."""
+    def detect(chunk):
+        out = []
+        for d in detector.detect(chunk, side):
+            d = d * np.array([fx, fy, fx, fy, 1.0])
+            keep = (d[:, 4] >= cfg.min_confidence) & (np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
+                                                      >= cfg.min_face_size)
+            out.append(d[keep])
+        return out
+
+    dets, ran = detect_sparse(frames, detect, cfg.keyframes)
+    looks = ([[appearance(f, r, (fx, fy)) for r in d] for f, d in zip(frames, dets, strict=True)]
+             if cfg.reacquire <= 1 else None)
+    return rank_tracks(build_tracks(dets, looks, cfg.track_iou, cfg.reacquire), need), ran
 
 
 def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None = None,
@@ -337,7 +345,7 @@ def _faces(frames, res: FaceResult, cfg: PreprocessConfig, detector, min_frames,
     best = None  # (found, side, tracks) of the resolution that found the main face most often
     for side in detection_sides(cfg, max(kh, kw)):
         res.detect_sides.append(side or max(kh, kw))
-        tracks = _tracks(frames, detector, side, cfg, fx, fy, need)
+        tracks, res.detected = _tracks(frames, detector, side, cfg, fx, fy, need)
         found = len(tracks[0].dets) if tracks else 0
         if best is None or found > best[0]:
             best = (found, res.detect_sides[-1], tracks)

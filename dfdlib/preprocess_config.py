@@ -38,6 +38,9 @@ class PreprocessConfig:
                                  "to the frame and stretched to size x size (the original project's crops)",
                        ("square", "stretch"))
 
+    keyframes: int = option(4, "detect faces on every k-th sampled frame (and the last) and follow them in "
+                               "between while the shot and the faces at both ends agree; elsewhere every frame is "
+                               "detected (1: every sampled frame)")
     replace_blank: bool = option(True, "a sampled frame with no usable picture (black or flat: fades, blank titles; "
                                        "heavy motion blur) is replaced by the nearest usable frame before detection")
 
@@ -62,6 +65,7 @@ class PreprocessConfig:
             (0 <= self.track_iou < 1, "track_iou must be in [0, 1)"),
             (self.reacquire >= 0, "reacquire must be >= 0 (above 1 turns re-acquisition after cuts off)"),
             (self.max_faces >= 1, "max_faces must be >= 1"),
+            (self.keyframes >= 1, "keyframes must be >= 1 (1: detect on every sampled frame)"),
             (self.crop in ("square", "stretch"), f"crop must be 'square' or 'stretch', not {self.crop!r}"),
         ]
         for ok, msg in checks:

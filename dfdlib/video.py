@@ -255,7 +255,7 @@ def unusable(qualities: list[tuple[float, float, float]]) -> tuple[list[str], fl
             for c, s, k in qualities], ref
 
 
-def _layout(frame_rgb: np.ndarray) -> np.ndarray:
+def layout(frame_rgb: np.ndarray) -> np.ndarray:
     """A frame's coarse layout (16 px wide grey, zero-mean, unit-norm): motion blur keeps it, a cut changes it."""
     import cv2
 
@@ -287,7 +287,7 @@ def replace_unusable(path: str | Path, frames: list[np.ndarray], indices: list[i
     windows = {t: (indices[t - 1] + 1 if t else 0, indices[t + 1] - 1 if t + 1 < len(indices) else indices[t] + 64)
                for t in bad}
     last = max(hi for _, hi in windows.values())
-    layouts = {t: _layout(frames[t]) for t in bad if kinds[t] == "blurred"}
+    layouts = {t: layout(frames[t]) for t in bad if kinds[t] == "blurred"}
     found: dict[int, tuple[int, np.ndarray]] = {}  # slot → (index, frame) of the nearest usable candidate
     cap, _ = _open(path, threads)
     try:
@@ -302,7 +302,7 @@ def replace_unusable(path: str | Path, frames: list[np.ndarray], indices: list[i
                     c, s, _ = frame_quality(f)
                     if c >= FLAT_STD and s >= BLUR_RATIO * ref and f.shape == frames[slots[0]].shape:
                         for t in slots:  # a blurred frame takes only a frame of its own shot, never across a cut
-                            if kinds[t] == "flat" or _layout(f) @ layouts[t] >= SAME_SHOT:
+                            if kinds[t] == "flat" or layout(f) @ layouts[t] >= SAME_SHOT:
                                 found[t] = (i, f)
             i += 1
     finally:

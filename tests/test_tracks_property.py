@@ -121,7 +121,7 @@ def test_extract_faces_tracks_any_detections(textured_video, scene, max_faces):
     frames, _ = scene
     n = len(frames)
     cfg = PreprocessConfig(frames=n, size=16, min_face_size=0, min_confidence=0.0, max_faces=max_faces,
-                           detect_retry=False)
+                           detect_retry=False, keyframes=1)
     res = extract_faces(textured_video, cfg, detector=ScriptedDetector(frames))
     assert res.status in ("ok", "no_face"), res.reason  # never "error": the tracker must not raise
     if res.status == "ok":
@@ -131,3 +131,37 @@ def test_extract_faces_tracks_any_detections(textured_video, scene, max_faces):
         assert "sampled frames" in res.reason
     relaxed = extract_faces(textured_video, dataclasses.replace(cfg, reacquire=0.3), detector=ScriptedDetector(frames))
     assert relaxed.status in ("ok", "no_face"), relaxed.reason
+
+
+# --- keyframes: detect on some frames, follow the faces in between ----------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(scenes(with_looks=False), st.integers(1, 6), st.lists(st.booleans(), min_size=12, max_size=12))
+def test_keyframe_detection_runs_where_it_must(scene, every, cuts):
+    from dfdlib.keyframes import detect_sparse
+
+    dets, _ = scene
+    n = len(dets)
+    rng = np.random.default_rng(n)
+    base = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)]
+    for t in range(1, n):  # a cut: a new picture; else the same shot, slightly changed
+        base.append(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) if cuts[t] else
+                    np.clip(base[-1].astype(int) + rng.integers(-3, 4, base[-1].shape), 0, 255).astype(np.uint8))
+    index = {id(f): t for t, f in enumerate(base)}
+    calls = []
+
+    def detect(chunk):
+        calls.append([index[id(f)] for f in chunk])
+        return [dets[index[id(f)]] for f in chunk]
+
+    got, ran = detect_sparse(base, detect, every)
+    ran_at = [t for c in calls for t in c]
+    assert sorted(ran_at) == [t for t in range(n) if ran[t]] and len(set(ran_at)) == len(ran_at)
+    assert ran[0] and ran[-1] and (every > 1 or all(ran))
+    for t in range(n):
+        if ran[t]:
+            assert got[t] is dets[t]
+        else:  # followed: between two keyframes of one shot that hold the same number of faces
+            prev = max(k for k in range(t) if ran[k])
+            nxt = min(k for k in range(t + 1, n) if ran[k])
+            assert len(got[t]) == len(dets[prev]) == len(dets[nxt]) and not any(cuts[prev + 1:nxt + 1])
+            assert got[t].shape == (len(dets[prev]), 5) and np.isfinite(got[t]).all()
