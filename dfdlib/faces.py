@@ -60,6 +60,7 @@ class FaceResult:
     seen: list = field(default_factory=list)           # sampled frames each person was detected in, ranked
     replaced: list = field(default_factory=list)       # per sampled frame: "" or why it was replaced (flat, blurred)
     detected: list = field(default_factory=list)       # per sampled frame: the detector ran (False: followed)
+    reused: dict = field(default_factory=dict)         # boxes taken from the original (reuse.py): from, checks
     traceback: str = ""                                # status "error": the bug's traceback
 
     def manifest(self, face: int = 0) -> dict:
@@ -97,6 +98,7 @@ class FaceResult:
             "detect_sides": [int(v) for v in self.detect_sides],
             "replaced": [str(k) for k in self.replaced],
             "detected_frames": [bool(x) for x in self.detected],
+            "boxes_reused": self.reused or None,
             "people_seen": [int(v) for v in self.seen],
             "preprocess": asdict(self.config) if self.config else None,
             "detector": {"name": "mtcnn", "version": mtcnn_version, "stages": "face_and_landmarks_detection"},

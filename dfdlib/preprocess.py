@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method",
-                  "detect_side", "faces", "replaced"]
+                  "detect_side", "faces", "replaced", "boxes_from"]
 ERRORS_LOG = "preprocess_errors.log"  # tracebacks of the videos with status "error" (bugs), beside the report
 
 
@@ -41,6 +41,7 @@ class VideoTask:
     method: str = ""  # manipulation method / source (FF++ method, Celeb-synthesis, DFDC, real)
     original: str | None = None  # absolute path of the real video a fake was made from, if known
     split: str | None = None  # the dataset's official split, if it has one
+    original_dir: str = ""  # the original's output folder under OUT (label/name), when it is in this dataset
 
 
 def scan_dataset(src: str | os.PathLike, layout: str | None = None, split_file=None
@@ -80,14 +81,17 @@ def parse_shard(shard) -> tuple[int, int] | None:
 
 
 def in_shard(task: VideoTask, shard: tuple[int, int] | None) -> bool:
-    """Stable split by a hash of the video's relative path (the same on every machine and run).
+    """Stable split by a hash of the video's group (else its relative path), the same on every machine and
+    run: an original and its fakes share a group, so they land in one shard and the fakes can take the
+    original's boxes (reuse.py).
 
     SHA-1, not CRC-32: CRC is linear, so names differing in one digit (real_000, real_001) can all land
     in one shard.
     """
     if shard is None:
         return True
-    return int.from_bytes(hashlib.sha1(task.video.encode()).digest()[:8], "big") % shard[1] == shard[0]
+    key = task.group or task.video
+    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") % shard[1] == shard[0]
 
 
 # --- one video (runs in the main process or in a worker) -------------------------------------------
@@ -109,13 +113,15 @@ def _init_worker() -> None:
 
 
 def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0,
-         detect_side: int = 0, faces: int = 0, replaced: int = 0, traceback: str = ""):
+         detect_side: int = 0, faces: int = 0, replaced: int = 0, traceback: str = "", boxes_from: str = ""):
     """A report row; `replaced` counts sampled frames replaced for having no usable picture, `traceback`
-    (status "error" only) goes to ERRORS_LOG, not into the CSV."""
+    (status "error" only) goes to ERRORS_LOG, not into the CSV; `boxes_from` names the original whose
+    boxes a fake was cut with (reuse.py)."""
     reason = "; ".join(r for r in (reason, task.note) if r)
     return {"video": task.video, "label": task.label, "status": status, "reason": reason, "frames": frames,
             "filled": filled, "seconds": round(seconds, 3), "group": task.group, "method": task.method,
-            "detect_side": detect_side, "faces": faces, "replaced": replaced, "traceback": traceback}
+            "detect_side": detect_side, "faces": faces, "replaced": replaced, "boxes_from": boxes_from,
+            "traceback": traceback}
 
 
 def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
@@ -132,7 +138,8 @@ def _done_row(task: VideoTask, dest: Path, cfg: PreprocessConfig) -> dict:
     reason = (f"done with other settings ({', '.join(diff)}); use --overwrite to redo it") if diff else ""
     return _row(task, "skipped_done", reason, len(m.get("indices", [])), sum(m.get("filled", [])),
                 detect_side=m.get("detect_side", 0), faces=m.get("faces_in_video", 1),
-                replaced=sum(bool(k) for k in m.get("replaced", [])))
+                replaced=sum(bool(k) for k in m.get("replaced", [])),
+                boxes_from=(m.get("boxes_reused") or {}).get("from", ""))
 
 
 def _write_sample(folder: Path, crops: list, manifest: dict, quality: int) -> None:
@@ -158,7 +165,17 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
     try:
         if dest.is_dir() and not overwrite:
             return _done_row(task, dest, cfg)
-        res = extract_faces(task.path, cfg, detector=_WORKER.get("detector"), threads=_WORKER.get("threads"))
+        res = None
+        if cfg.reuse_boxes and task.original_dir:  # a fake whose original is done: its boxes, once checked
+            from .faces import default_detector
+            from .reuse import extract_with_boxes, original_manifests
+
+            manifests = original_manifests(Path(out) / task.original_dir)
+            if manifests:
+                res, _ = extract_with_boxes(task.path, manifests, cfg, _WORKER.get("detector") or default_detector(),
+                                            _WORKER.get("threads"), source=task.original_dir)
+        if res is None:
+            res = extract_faces(task.path, cfg, detector=_WORKER.get("detector"), threads=_WORKER.get("threads"))
         if res.status != "ok":
             reason = res.reason
             if overwrite and dest.is_dir():  # the redo failed: the old crops no longer match the settings
@@ -176,7 +193,7 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
                 manifest.update(video=task.video, label=task.label, group=task.group, method=task.method)
                 _write_sample(sample, face.crops, manifest, cfg.jpeg_quality)
         return _row(task, "ok", "", len(res.crops), sum(res.filled), time.perf_counter() - t0, res.detect_side,
-                    len(res.faces), sum(bool(k) for k in res.replaced))
+                    len(res.faces), sum(bool(k) for k in res.replaced), boxes_from=res.reused.get("from", ""))
     except OSError as e:  # extract_faces never raises, so this is writing: a full disk or lost permissions
         return _row(task, "unreadable", f"{task.path}: could not write its crops to {dest} ({e.strerror or e}); "
                                         "free disk space or fix the output folder's permissions, then rerun: "
@@ -296,8 +313,11 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     ensure_writable(out)  # fail now, not after every video has been decoded in vain
     _write_layout(out, src, layout_name, samples, problems, forced=layout is not None, progress=progress)
     _clean_stale(out, tasks)
+    link_originals(all_tasks)
     finished = [not overwrite and (out / t.label / t.name).is_dir() for t in tasks]
     todo = [t for t, f in zip(tasks, finished, strict=True) if not f]
+    originals = {t.original for t in tasks if t.original}
+    todo.sort(key=lambda t: t.path not in originals)  # originals first: their fakes then reuse their boxes
     counts = dict.fromkeys(("ok", "no_face", "too_short", "unreadable", "error"), 0)
     bar = tqdm(total=len(todo), unit="video", desc="preprocess", disable=not progress or not todo)
 
@@ -326,6 +346,13 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     if progress:
         _print_summary(report, out / name, len(all_tasks), shard)
     return report
+
+
+def link_originals(tasks: list[VideoTask]) -> None:
+    """Set each fake's `original_dir` (its original's output folder) where the original is among `tasks`."""
+    where = {t.path: f"{t.label}/{t.name}" for t in tasks}
+    for t in tasks:
+        t.original_dir = where.get(t.original, "") if t.original else ""
 
 
 def _write_errors(out: Path, rows: list[dict], shard) -> None:

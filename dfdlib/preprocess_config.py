@@ -41,6 +41,9 @@ class PreprocessConfig:
     keyframes: int = option(4, "detect faces on every k-th sampled frame (and the last) and follow them in "
                                "between while the shot and the faces at both ends agree; elsewhere every frame is "
                                "detected (1: every sampled frame)")
+    reuse_boxes: bool = option(True, "a fake whose original is in the dataset (FF++, DFDC, Celeb-DF, a manifest) is "
+                                     "cut with the original's boxes after a check on two frames (same size, frame "
+                                     "count, fps; faces found where the original's were); else detected as usual")
     replace_blank: bool = option(True, "a sampled frame with no usable picture (black or flat: fades, blank titles; "
                                        "heavy motion blur) is replaced by the nearest usable frame before detection")
 

@@ -179,3 +179,77 @@ def crowd_video(path, size: tuple[int, int] = (1280, 720), people: int = 5, fram
         truth.append(boxes)
     writer.release()
     return truth
+
+
+FAKE_METHODS = ("Deepfakes", "FaceSwap", "Face2Face", "NeuralTextures")
+INNER = 0.15  # a fake replaces the face box less this share on each side (the outline, hair and jaw stay)
+
+
+def fake_of(original, truth: list, path, method: str = "Deepfakes", seed: int = 0) -> Path:
+    """Write a fake of `original` that changes only the face region, as FF++ and DFDC fakes do: every frame
+    decoded, the inner face (an ellipse inside its face box less INNER a side; `truth`, per frame) replaced, re-encoded (mp4v, same size and
+    fps). `method` picks the change: the carphone man's face blended in (Deepfakes, FaceSwap), the face
+    darkened and sharpened (Face2Face), its texture smoothed (NeuralTextures)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(original))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    other = carphone_frames()[0]
+    b = CARPHONE_FACE_BOX
+    ox1, oy1, ox2, oy2 = (int(round(v)) for v in (b[0] + INNER * (b[2] - b[0]), b[1] + INNER * (b[3] - b[1]),
+                                                  b[2] - INNER * (b[2] - b[0]), b[3] - INNER * (b[3] - b[1])))
+    writer, t = None, 0
+    rng = np.random.default_rng(seed)
+    gain = rng.uniform(0.8, 0.9)
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if writer is None:
+            writer = _writer(path, (frame.shape[1], frame.shape[0]), fps)
+        box = truth[t] if t < len(truth) else None
+        if box is not None:  # the inner face (brows to chin, inside the outline) is what a fake replaces
+            bw, bh = box[2] - box[0], box[3] - box[1]
+            x1, y1, x2, y2 = (int(round(v)) for v in (box[0] + INNER * bw, box[1] + INNER * bh,
+                                                      box[2] - INNER * bw, box[3] - INNER * bh))
+            x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, frame.shape[1]), min(y2, frame.shape[0])
+            if x2 - x1 > 4 and y2 - y1 > 4:
+                region = frame[y1:y2, x1:x2].astype(np.float32)
+                if method in ("Deepfakes", "FaceSwap"):
+                    new = cv2.resize(other[oy1:oy2, ox1:ox2], (x2 - x1, y2 - y1)).astype(np.float32)
+                    new += region.mean((0, 1)) - new.mean((0, 1))  # colour-matched, as swaps are
+                elif method == "Face2Face":
+                    new = cv2.addWeighted(region * gain, 1.5, cv2.GaussianBlur(region, (0, 0), 2) * gain, -0.5, 0)
+                else:
+                    new = cv2.bilateralFilter(region, 9, 60, 9)
+                mask = np.zeros((y2 - y1, x2 - x1), np.float32)
+                cv2.ellipse(mask, ((x2 - x1) // 2, (y2 - y1) // 2), ((x2 - x1) // 2 - 1, (y2 - y1) // 2 - 1),
+                            0, 0, 360, 1, -1)
+                mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, (x2 - x1) / 20))[..., None]
+                frame[y1:y2, x1:x2] = np.clip(mask * new + (1 - mask) * region, 0, 255).astype(np.uint8)
+        writer.write(frame)
+        t += 1
+    cap.release()
+    if writer is not None:
+        writer.release()
+    return Path(path)
+
+
+def ffpp_tree(root, originals: int = 2, methods=FAKE_METHODS[:2], size: tuple[int, int] = (480, 360),
+              frames: int = 48, fps: float = 25.0) -> dict:
+    """A FaceForensics++-shaped tree of generated videos under `root`: `original_sequences/youtube/c23/videos/
+    00<i>.mp4` (the photo's person, one slowly drifting shot each, on its own backdrop) and, per method,
+    `manipulated_sequences/<method>/c23/videos/00<i>_10<i>.mp4` (fake_of the original). Returns {relative
+    path: face box per frame}."""
+    root = Path(root)
+    out = {}
+    for i in range(originals):
+        rel = f"original_sequences/youtube/c23/videos/{i:03d}.mp4"
+        truth = zoom_cut_video(root / rel, size, shots=(("close" if i % 2 else "medium", 0.45 + 0.05 * i),),
+                               frames_per_shot=frames, fps=fps)
+        out[rel] = truth
+        for j, method in enumerate(methods):
+            frel = f"manipulated_sequences/{method}/c23/videos/{i:03d}_{100 + i:03d}.mp4"
+            out[frel] = truth
+            fake_of(root / rel, truth, root / frel, method, seed=10 * i + j)
+    return out

@@ -222,6 +222,24 @@ def read_frames(path: str | Path, n: int, mode: str = "even", max_pixels: int | 
         cap.release()
 
 
+def read_frames_at(path: str | Path, indices: list[int], max_pixels: int | None = None,
+                   threads: int | None = None) -> tuple[list[np.ndarray], VideoInfo]:
+    """The frames at given indices (any order, repeats allowed), by streaming once; e.g. a fake cut at its
+    original's sampled frames. Returns (RGB frames in the order asked, VideoInfo). Raises VideoError when
+    the video cannot be opened or ends before the last index."""
+    cap, info = _open(path, threads)
+    try:
+        wanted = sorted(set(int(i) for i in indices))
+        frames, decoded, _, shape = _stream(cap, wanted, max_pixels)
+    finally:
+        cap.release()
+    if len(frames) < len(wanted):
+        raise VideoError(f"{path}: decoding stopped at frame {decoded}, before frame {wanted[-1]}")
+    info.height, info.width = shape
+    at = dict(zip(wanted, frames, strict=True))
+    return [at[int(i)] for i in indices], info
+
+
 # --- frames with no usable picture -----------------------------------------------------------------------
 FLAT_STD = 6.0     # grey standard deviation (0-255) below which a frame is flat: black, a fade, a blank title
 BLUR_RATIO = 0.3   # sharpness below this share of the video's median sharpness: heavy motion blur
