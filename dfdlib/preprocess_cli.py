@@ -20,6 +20,9 @@ def add_cli(subparsers) -> None:
     add_dataclass_args(p, PreprocessConfig)  # one flag per field, help from the field metadata
     p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each)")
     p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray (pip install 'dfdlib[ray]'): alone, a local Ray instance; 'auto' or "
+                        "ray://HOST:10001 joins a cluster (every node needs dfdlib and the same SRC/OUT paths)")
     p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")
     p.add_argument("--layout", default=None, choices=_layout_names(),
                    help="dataset layout (default: detected from the folder tree)")
@@ -40,6 +43,6 @@ def _cli(args: argparse.Namespace) -> int:
     cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig) if hasattr(args, f.name)})
     report = preprocess_dataset(args.src, args.out, cfg, workers=args.workers, shard=args.shard,
                                 overwrite=args.overwrite, progress=not args.no_progress, layout=args.layout,
-                                split_file=args.split_file)
+                                split_file=args.split_file, ray=args.ray)
     usable = report["status"].isin(["ok", "skipped_done"]).sum()
     return 0 if usable or report.empty else 1
