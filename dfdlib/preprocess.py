@@ -315,9 +315,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
             rows = run_tasks(todo, fn, workers, on_row)
     finally:
         bar.close()
-    report = pd.DataFrame(done_rows + rows, columns=REPORT_COLUMNS)
-    report = report.sort_values(["label", "video"], key=lambda s: s.map(_label_order) if s.name == "label" else s)
-    report = report.reset_index(drop=True)
+    report = sort_report(pd.DataFrame(done_rows + rows, columns=REPORT_COLUMNS))
     name = "preprocess_report.csv" if shard is None else f"preprocess_report_shard-{shard[0]}-of-{shard[1]}.csv"
     write_csv(report, out / name)
     if progress:
@@ -340,6 +338,12 @@ def _write_layout(out: Path, src, layout: str, samples: list, problems: list[str
         print(f"layout: {layout} ({how}): {len(samples)} videos in {report['groups']} groups ({methods})"
               + (f", official split {report['official_split']}" if report["official_split"] else "")
               + (f"; {len(problems)} problem(s) skipped, see {out / 'layout.json'}" if problems else ""))
+
+
+def sort_report(report: pd.DataFrame) -> pd.DataFrame:
+    """Report rows in the order every report is written: real, then fake, then by video; index reset."""
+    report = report.sort_values(["label", "video"], key=lambda s: s.map(_label_order) if s.name == "label" else s)
+    return report.reset_index(drop=True)
 
 
 def _label_order(label: str) -> int:

@@ -32,6 +32,16 @@ def add_cli(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cli)
 
+    m = subparsers.add_parser(
+        "preprocess-merge", help="shard reports (dfd preprocess --shard K/N) → OUT/preprocess_report.csv",
+        description="Merge the shard reports of OUT into preprocess_report.csv and name the shards that are missing "
+                    "or incomplete (exit 1 then, and no merged report unless --allow-missing).")
+    m.add_argument("out", help="the output root the shards wrote to")
+    m.add_argument("--src", default=None, help="dataset root (default: the one OUT/layout.json records)")
+    m.add_argument("--shards", type=int, default=None, metavar="N", help="shard count (default: from the reports)")
+    m.add_argument("--allow-missing", action="store_true", help="write the merged report even if shards are missing")
+    m.set_defaults(func=_merge_cli)
+
 
 def _layout_names() -> list[str]:
     from .layouts import LAYOUTS
@@ -46,3 +56,11 @@ def _cli(args: argparse.Namespace) -> int:
                                 split_file=args.split_file, ray=args.ray)
     usable = report["status"].isin(["ok", "skipped_done"]).sum()
     return 0 if usable or report.empty else 1
+
+
+def _merge_cli(args: argparse.Namespace) -> int:
+    from .preprocess_merge import merge_shard_reports, print_merge
+
+    res = merge_shard_reports(args.out, src=args.src, shards=args.shards, allow_missing=args.allow_missing)
+    print_merge(res)
+    return 0 if res.complete else 1
