@@ -58,7 +58,7 @@ def connect(ray_arg, num_cpus: int | None = None) -> bool:
     address = address_of(ray_arg)
     if ray.is_initialized():
         return False
-    kw = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    kw = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     if address is None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
     else:
