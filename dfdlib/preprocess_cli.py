@@ -22,7 +22,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on Ray (pip install 'dfdlib[ray]'): alone, a local Ray instance; 'auto' or "
-                        "ray://HOST:10001 joins a cluster (every node needs dfdlib and the same SRC/OUT paths)")
+                        "ray://HOST:10001 joins a cluster (every node needs dfdlib and the same SRC/OUT paths); "
+                        "put it after SRC OUT or write --ray=ADDRESS")
     p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")
     p.add_argument("--layout", default=None, choices=_layout_names(),
                    help="dataset layout (default: detected from the folder tree)")
