@@ -6,9 +6,10 @@ Runs, alternating, each into a fresh output folder, every one timed end to end a
   ray         preprocess_dataset(ray=True, workers=2): a local Ray instance with 2 CPUs (ray.init and
               ray.shutdown included; timed apart too), 2 actors, one MTCNN each.
 Then checks that both wrote the same folders, faces.json boxes and report rows, and fits the cost model
-    T(N nodes x C cores) = start + V * (c + o) / (N * C)
+    T(N nodes x C cores) = start + max(V * (c + o) / (N * C), V * d)
 from the measurements: c = seconds per video inside a worker (the report's `seconds`), start = the fixed
-cost of a run (pool or Ray start, MTCNN build), o = Ray's extra seconds per video. Prints the overhead ratio
+cost of a run (pool or Ray start, MTCNN build), o = Ray's extra seconds per video and actor, d = the driver's
+seconds per video (o and d from no-op tasks, whose time is all Ray's). Prints the overhead ratio
 ray / workers-2 and writes benchmarks/results/distributed.md.
 
     python benchmarks/distributed.py [--videos 12] [--seconds 3] [--repeats 2]
@@ -67,8 +68,9 @@ def noop(task) -> dict:
 
 
 def ray_per_task_overhead(n: int = 400) -> tuple[float, float]:
-    """(seconds per task of Ray's scheduling, per actor, and of actor start) from no-op tasks: the part of
-    Ray's cost that `--workers` does not have (both run the same per-video function)."""
+    """(seconds per no-op task of a 2-actor run, seconds to start 2 actors and run 2 tasks): the part of Ray's
+    cost that `--workers` does not have (both run the same per-video function). The first, times the 2 actors,
+    is the overhead per video and actor; as the driver's own time per task it bounds the rate it can feed."""
     import ray
 
     from dfdlib.preprocess import VideoTask
@@ -85,7 +87,7 @@ def ray_per_task_overhead(n: int = 400) -> tuple[float, float]:
         t_big = time.perf_counter() - t0
     finally:
         ray.shutdown()
-    return max(0.0, (t_big - t_small) * 2 / (n - 2)), t_small
+    return max(0.0, (t_big - t_small) / (n - 2)), t_small
 
 
 def same_output(a: Path, b: Path) -> bool:
@@ -123,8 +125,10 @@ def main(argv=None) -> int:
                 print(f"{how:>9} run {r + 1}: {x['wall']:6.2f} s wall ({x['per_video']:.2f} s per video in a "
                       f"worker; ray.init {x['init']:.2f} s, shutdown {x['shutdown']:.2f} s)", flush=True)
         identical = same_output(Path(tmp) / "workers-2-0", Path(tmp) / "ray-0")
-    o, t_actors = ray_per_task_overhead()
-    print(f"Ray scheduling: {1000 * o:.2f} ms per task per actor (no-op tasks); 2 actors start in {t_actors:.2f} s")
+    d, t_actors = ray_per_task_overhead()
+    o = 2 * d
+    print(f"Ray scheduling: {1000 * d:.2f} ms per no-op task with 2 actors ({1 / d:.0f} tasks/s); 2 actors start "
+          f"in {t_actors:.2f} s")
     load1 = os.getloadavg()
 
     def med(how, key):
@@ -159,22 +163,25 @@ def main(argv=None) -> int:
         f"**Overhead ratio ray / workers-2: {ratio:.2f}x** on one machine; outputs identical (folders, faces.json "
         f"boxes, report rows): {identical}. Both run the same per-video function; the per-video difference in "
         f"the table ({c_ray - c:+.2f} s) is load noise. What Ray adds is measured apart with no-op tasks: "
-        f"{1000 * o:.1f} ms of scheduling per video and actor ({100 * o / c:.2f} % of a video), and a fixed "
+        f"{1000 * o:.1f} ms of scheduling per video and actor ({100 * o / c:.2f} % of a video; the driver got "
+        f"through {1 / d:.0f} no-op tasks/s with 2 actors), and a fixed "
         f"start (ray.init, {t_actors:.1f} s to start 2 actors and run 2 no-op tasks, shutdown).",
         "",
         "### Scaling model",
         "",
-        "T(N nodes x C cores) = start + V x (c + o) / (N x C), with start the fixed cost above (Ray start, one "
-        "MTCNN per actor, built in parallel), c the per-video cost of one core and o Ray's per-video overhead. "
-        "It holds while the driver keeps up (it handles one row per video: thousands per second, far above "
-        "the N x C / c videos per second that finish) and while the shared file system serves N x C readers "
+        "T(N nodes x C cores) = start + max(V x (c + o) / (N x C), V x d), with start the fixed cost above (Ray "
+        "start, one MTCNN per actor, built in parallel), c the per-video cost of one core, o Ray's per-video "
+        f"overhead per actor and d the driver's time per video ({1000 * d:.1f} ms measured here, an upper bound: "
+        "this driver shared 2 loaded cores with its actors): past N x C = c / d cores the driver, not the "
+        f"cluster, sets the pace (here c / d = {COST_1080P / d:.0f} cores for 1080p videos). It also assumes the "
+        "shared file system serves N x C readers "
         "(a 1080p DFDC video is ~4 MB read and ~20 x 15 KB written: 100 cores need ~20 MB/s). The unit of "
         "scheduling is an original and its fakes, so the last units set the tail: with V / (N x C) >> "
         "units per actor it is negligible.",
         "",
         f"With this machine's measured c = {c:.2f} s (small 640x480 videos) and the 1080p cost from "
         f"benchmarks/preprocess.py (c = {COST_1080P} s, 20 frames, the DFDC/FF++ resolution; measured on the AMD EPYC "
-        f"machine of that section), o = {1000 * o:.1f} ms, "
+        f"machine of that section), o = {1000 * o:.1f} ms, d = {1000 * d:.1f} ms, "
         f"start = {r_start:.0f} s:",
         "",
         "| dataset | videos | 1 core (1080p) | 1 node x 16 cores | 4 nodes x 16 | 16 nodes x 16 |",
@@ -182,7 +189,7 @@ def main(argv=None) -> int:
     ]
     for name, n_videos in DATASETS.items():
         per = COST_1080P + o
-        cols = [hours(n_videos * COST_1080P)] + [hours(r_start + n_videos * per / (nodes * 16))
+        cols = [hours(n_videos * COST_1080P)] + [hours(r_start + max(n_videos * per / (nodes * 16), n_videos * d))
                                                  for nodes in (1, 4, 16)]
         lines.append(f"| {name} | {n_videos:,} | " + " | ".join(cols) + " |")
     lines += [
