@@ -124,46 +124,50 @@ def _schedule(ray, tasks, fn, on_row, initializer, crash_row, actors, queued) ->
 
     def actor_died(s: int) -> None:
         left = []
-        for i, ref in (item for unit in queues[s] for item in unit if item[1] is not None):
+        for i, ref in [item for unit in queues[s] for item in unit if item[1] is not None]:
             owner.pop(ref, None)
             try:  # calls the actor finished before it died still hold their rows
                 record(i, ray.get(ref, timeout=60))
             except (RayActorError, GetTimeoutError):
                 left.append(i)
         queues[s].clear()
-        first = left.pop(0)  # an actor runs its calls in order: the first unfinished one was running
+        slots[s] = worker_cls.remote(fn_ref, initializer)
+        if not left:
+            return
+        first = left[0]  # an actor runs its calls in order: the first unfinished one was running
         strikes[first] = strikes.get(first, 0) + 1
         if strikes[first] >= 2:  # twice: the video, not the node
             if crash_row is None:
                 raise RuntimeError(f"a Ray actor died twice on {tasks[first].path}")
             record(first, crash_row(tasks[first]))
-        else:
-            left.insert(0, first)
+            left = left[1:]
         if left:
             pending.appendleft(left)
-        slots[s] = worker_cls.remote(fn_ref, initializer)
+
+    def collect(ref, s: int) -> None:
+        try:
+            row = ray.get(ref)
+        except RayActorError:
+            actor_died(s)
+            feed(s)
+            return
+        unit = next(u for u in queues[s] if any(r is not None and r == ref for _, r in u))
+        for item in unit:
+            if item[1] is not None and item[1] == ref:
+                record(item[0], row)
+                item[1] = None
+        if all(r is None for _, r in unit):
+            queues[s].remove(unit)
+            feed(s)
 
     try:
         for s in range(n):
             feed(s)
         while owner:
-            ready, _ = ray.wait(list(owner), num_returns=1)
-            ref = ready[0]
-            s = owner.pop(ref)
-            try:
-                row = ray.get(ref)
-            except RayActorError:
-                actor_died(s)
-                feed(s)
-                continue
-            unit = next(u for u in queues[s] if any(r is ref for _, r in u))
-            for item in unit:
-                if item[1] is ref:
-                    record(item[0], row)
-                    item[1] = None
-            if all(r is None for _, r in unit):
-                queues[s].remove(unit)
-                feed(s)
+            ray.wait(list(owner), num_returns=1)
+            for ref in ray.wait(list(owner), num_returns=len(owner), timeout=0)[0]:  # every row that is in
+                if ref in owner:  # not dropped with an actor that died meanwhile
+                    collect(ref, owner.pop(ref))
     finally:
         for a in slots:  # on an error or Ctrl-C too: no actor keeps decoding for a driver that has gone
             ray.kill(a)
