@@ -2,6 +2,7 @@
 a killed run resumes to the same result, a crashing actor loses nothing else. Skipped without Ray."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ from dfdlib.preprocess import VideoTask
 from dfdlib.preprocess_ray import address_of, run_on_ray, work_units
 
 CFG = PreprocessConfig(frames=8, size=64)  # the settings of conftest's processed_dir (the plain run)
+# Skipped before the session's sample set is built for them (pip install 'dfdlib[ray]' to run them).
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs Ray (the extra dfdlib[ray])")
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +68,7 @@ def test_work_units_keep_an_original_with_its_fakes():
 
 
 @pytest.mark.slow
+@needs_ray
 def test_ray_run_equals_plain_run(ray_instance, sample_dir, processed_dir, tmp_path):
     out = tmp_path / "ray"
     report = preprocess_dataset(sample_dir, out, CFG, ray=True, progress=False)
@@ -73,6 +77,7 @@ def test_ray_run_equals_plain_run(ray_instance, sample_dir, processed_dir, tmp_p
 
 
 @pytest.mark.slow
+@needs_ray
 def test_killed_ray_run_resumes_to_the_same_result(ray_instance, sample_dir, processed_dir, tmp_path, capsys):
     out = tmp_path / "killed"
     address = ray_instance.get_runtime_context().gcs_address
@@ -122,6 +127,7 @@ def _exit_on_v3(task: VideoTask) -> dict:
 
 
 @pytest.mark.slow
+@needs_ray
 def test_a_dying_actor_loses_nothing_else(ray_instance):
     ray_instance.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # actors cannot import tests/
     tasks = [VideoTask(f"/x/v{i}.mp4", f"real/v{i}.mp4", "real", f"v{i}") for i in range(6)]
