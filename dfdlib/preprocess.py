@@ -3,7 +3,8 @@
 Each video's folder appears atomically (written to `.<name>.tmp-<pid>`, then renamed), so a rerun
 skips finished videos and an interrupted run (even kill -9) leaves nothing that counts as done.
 Videos are spread over `workers` processes (one MTCNN each, every library pinned to one thread,
-so N workers use N cores) and over machines with `shard=(K, N)`.
+so N workers use N cores), over machines with `shard=(K, N)` (merged by preprocess_merge) or over a Ray
+cluster with `ray=` (preprocess_ray), all running process_video below.
 """
 from __future__ import annotations
 
