@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/predict.py
+	$(BIN)/python benchmarks/distributed.py
 
 clean:
 	rm -rf runs/ data/sample/ .pytest_cache

@@ -3,7 +3,8 @@
 Each video's folder appears atomically (written to `.<name>.tmp-<pid>`, then renamed), so a rerun
 skips finished videos and an interrupted run (even kill -9) leaves nothing that counts as done.
 Videos are spread over `workers` processes (one MTCNN each, every library pinned to one thread,
-so N workers use N cores) and over machines with `shard=(K, N)`.
+so N workers use N cores), over machines with `shard=(K, N)` (merged by preprocess_merge) or over a Ray
+cluster with `ray=` (preprocess_ray), all running process_video below.
 """
 from __future__ import annotations
 
@@ -286,13 +287,15 @@ def _pool_pass(tasks, order: list[int], fn, workers: int, record, initializer) -
 
 def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: PreprocessConfig | None = None,
                        workers: int = 1, shard=None, overwrite: bool = False, progress: bool = True,
-                       layout: str | None = None, split_file=None) -> pd.DataFrame:
+                       layout: str | None = None, split_file=None, ray=None) -> pd.DataFrame:
     """Extract face crops for every video of a dataset (stage 1).
 
     Takes the dataset root (any layout of layouts.LAYOUTS, detected from the tree unless `layout` names
     one; `split_file` an official split list), the output root, a PreprocessConfig, the number of
     worker processes, an optional shard ("K/N" or (K, N): this run does only its share, with no
-    overlap between shards), `overwrite` (redo finished videos) and `progress` (bar + summary).
+    overlap between shards), `overwrite` (redo finished videos), `progress` (bar + summary) and `ray`
+    (None: this machine; True or 'local': a local Ray instance; 'auto' or 'ray://HOST:PORT': join a Ray
+    cluster, see preprocess_ray; `workers` > 1 then caps the Ray actors).
     Writes `<out>/<label>/<name>/frame_<i>.jpg` + `faces.json` per ok video and the report
     `<out>/preprocess_report.csv` (`preprocess_report_shard-K-of-N.csv` for a shard, so machines
     sharing `out` do not overwrite each other's), plus `<out>/layout.json` (the layout and what was
@@ -329,18 +332,22 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     fn = partial(process_video, out=str(out), cfg_dict=asdict(cfg), overwrite=overwrite)
     done_rows = [fn(t) for t, f in zip(tasks, finished, strict=True) if f]  # cheap: reads faces.json only
     workers = min(int(workers), max(1, len(todo)))
-    if todo and workers == 1:
+    if todo and workers == 1 and not ray:
         from .faces import default_detector
 
         default_detector()  # build MTCNN before the clock of the first video starts
     try:
-        rows = run_tasks(todo, fn, workers, on_row)
+        if ray:
+            from .preprocess_ray import run_on_ray
+
+            rows = run_on_ray(todo, fn, ray, on_row, initializer=_init_worker, crash_row=_crash_row,
+                              actors=workers if workers > 1 else None)
+        else:
+            rows = run_tasks(todo, fn, workers, on_row)
     finally:
         bar.close()
     _write_errors(out, done_rows + rows, shard)
-    report = pd.DataFrame(done_rows + rows, columns=REPORT_COLUMNS)
-    report = report.sort_values(["label", "video"], key=lambda s: s.map(_label_order) if s.name == "label" else s)
-    report = report.reset_index(drop=True)
+    report = sort_report(pd.DataFrame(done_rows + rows, columns=REPORT_COLUMNS))
     name = "preprocess_report.csv" if shard is None else f"preprocess_report_shard-{shard[0]}-of-{shard[1]}.csv"
     write_csv(report, out / name)
     if progress:
@@ -380,6 +387,12 @@ def _write_layout(out: Path, src, layout: str, samples: list, problems: list[str
         print(f"layout: {layout} ({how}): {len(samples)} videos in {report['groups']} groups ({methods})"
               + (f", official split {report['official_split']}" if report["official_split"] else "")
               + (f"; {len(problems)} problem(s) skipped, see {out / 'layout.json'}" if problems else ""))
+
+
+def sort_report(report: pd.DataFrame) -> pd.DataFrame:
+    """Report rows in the order every report is written: real, then fake, then by video; index reset."""
+    report = report.sort_values(["label", "video"], key=lambda s: s.map(_label_order) if s.name == "label" else s)
+    return report.reset_index(drop=True)
 
 
 def _label_order(label: str) -> int:

@@ -20,6 +20,10 @@ def add_cli(subparsers) -> None:
     add_dataclass_args(p, PreprocessConfig)  # one flag per field, help from the field metadata
     p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each)")
     p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray (pip install 'dfdlib[ray]'): alone, a local Ray instance; 'auto' or "
+                        "ray://HOST:10001 joins a cluster (every node needs dfdlib and the same SRC/OUT paths); "
+                        "put it after SRC OUT or write --ray=ADDRESS")
     p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")
     p.add_argument("--layout", default=None, choices=_layout_names(),
                    help="dataset layout (default: detected from the folder tree)")
@@ -28,6 +32,16 @@ def add_cli(subparsers) -> None:
                         "List_of_testing_videos.txt (default: used when found in SRC)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cli)
+
+    m = subparsers.add_parser(
+        "preprocess-merge", help="shard reports (dfd preprocess --shard K/N) → OUT/preprocess_report.csv",
+        description="Merge the shard reports of OUT into preprocess_report.csv and name the shards that are missing "
+                    "or incomplete (exit 1 then, and no merged report unless --allow-missing).")
+    m.add_argument("out", help="the output root the shards wrote to")
+    m.add_argument("--src", default=None, help="dataset root (default: the one OUT/layout.json records)")
+    m.add_argument("--shards", type=int, default=None, metavar="N", help="shard count (default: from the reports)")
+    m.add_argument("--allow-missing", action="store_true", help="write the merged report even if shards are missing")
+    m.set_defaults(func=_merge_cli)
 
 
 def _layout_names() -> list[str]:
@@ -40,6 +54,14 @@ def _cli(args: argparse.Namespace) -> int:
     cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig) if hasattr(args, f.name)})
     report = preprocess_dataset(args.src, args.out, cfg, workers=args.workers, shard=args.shard,
                                 overwrite=args.overwrite, progress=not args.no_progress, layout=args.layout,
-                                split_file=args.split_file)
+                                split_file=args.split_file, ray=args.ray)
     usable = report["status"].isin(["ok", "skipped_done"]).sum()
     return 0 if usable or report.empty else 1
+
+
+def _merge_cli(args: argparse.Namespace) -> int:
+    from .preprocess_merge import merge_shard_reports, print_merge
+
+    res = merge_shard_reports(args.out, src=args.src, shards=args.shards, allow_missing=args.allow_missing)
+    print_merge(res)
+    return 0 if res.complete else 1

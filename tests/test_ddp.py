@@ -18,14 +18,21 @@ from test_trainer import make_tiny_processed  # tests/ is on sys.path (pytest ro
 pytestmark = pytest.mark.slow
 
 
+def train_args(root, csv, out, *extra: str) -> list[str]:
+    """`-m dfdlib train ...` of a tiny CPU run (what torchrun or python runs)."""
+    return ["-m", "dfdlib", "train", "--csv", str(csv), "--data", str(root), "--out", str(out),
+            "--sequence-length", "4", "--batch-size", "2", "--lr", "3e-3", "--backbone", "tiny", "--weights", "none",
+            "--hidden-dim", "16", "--image-size", "32", "--num-workers", "0", "--device", "cpu",
+            "--no-show-progress", "--lr-schedule", "none", "--deterministic", *extra]
+
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3", DFD_DEBUG="1")
+
+
 def torchrun(root, csv, out, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "dfdlib", "train", "--csv", str(csv), "--data", str(root), "--out", str(out),
-           "--sequence-length", "4", "--batch-size", "2", "--lr", "3e-3", "--backbone", "tiny", "--weights", "none",
-           "--hidden-dim", "16", "--image-size", "32", "--num-workers", "0", "--device", "cpu",
-           "--no-show-progress", "--lr-schedule", "none", "--deterministic", *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3", DFD_DEBUG="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+           *train_args(root, csv, out, *extra)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
