@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .layout_scan import CLASSES
 from .preprocess_config import PreprocessConfig
+from .reuse import link_originals, reuse_or_none
 from .utils import atomic_dir, atomic_write, ensure_writable, strict, write_csv
 
 if TYPE_CHECKING:
@@ -166,17 +167,11 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
     try:
         if dest.is_dir() and not overwrite:
             return _done_row(task, dest, cfg)
-        res = None
-        if cfg.reuse_boxes and task.original_dir:  # a fake whose original is done: its boxes, once checked
-            from .faces import default_detector
-            from .reuse import extract_with_boxes, original_manifests
-
-            manifests = original_manifests(Path(out) / task.original_dir)
-            if manifests:
-                res, _ = extract_with_boxes(task.path, manifests, cfg, _WORKER.get("detector") or default_detector(),
-                                            _WORKER.get("threads"), source=task.original_dir)
-        if res is None:
-            res = extract_faces(task.path, cfg, detector=_WORKER.get("detector"), threads=_WORKER.get("threads"))
+        # A fake whose original is done takes its boxes once checked (reuse.py), else faces are detected.
+        res = (reuse_or_none(task.path, Path(out) / task.original_dir, cfg, _WORKER.get("detector"),
+                             _WORKER.get("threads"), task.original_dir) if cfg.reuse_boxes and task.original_dir
+               else None) or extract_faces(task.path, cfg, detector=_WORKER.get("detector"),
+                                           threads=_WORKER.get("threads"))
         if res.status != "ok":
             reason = res.reason
             if overwrite and dest.is_dir():  # the redo failed: the old crops no longer match the settings
@@ -355,21 +350,13 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     return report
 
 
-def link_originals(tasks: list[VideoTask]) -> None:
-    """Set each fake's `original_dir` (its original's output folder) where the original is among `tasks`."""
-    where = {t.path: f"{t.label}/{t.name}" for t in tasks}
-    for t in tasks:
-        t.original_dir = where.get(t.original, "") if t.original else ""
-
-
 def _write_errors(out: Path, rows: list[dict], shard) -> None:
     """The tracebacks of this run's "error" rows, to ERRORS_LOG (per shard) beside the report."""
     bad = [r for r in rows if r.get("traceback")]
     name = ERRORS_LOG if shard is None else ERRORS_LOG.replace(".log", f"_shard-{shard[0]}-of-{shard[1]}.log")
     if bad:
         with atomic_write(out / name) as f:
-            for r in bad:
-                f.write(f"=== {r['video']}\n{r['traceback']}\n")
+            f.write("".join(f"=== {r['video']}\n{r['traceback']}\n" for r in bad))
 
 
 def _write_layout(out: Path, src, layout: str, samples: list, problems: list[str], forced: bool,

@@ -113,3 +113,22 @@ def extract_with_boxes(video_path, manifests: list[dict], config: PreprocessConf
                   "check_iou": [round(v, 3) for v in overlaps if math.isfinite(v)]}
     res.seconds = time.perf_counter() - t0
     return res, ""
+
+
+def reuse_or_none(video_path, original_dir, config: PreprocessConfig, detector=None, threads=None,
+                  source: str = "") -> FaceResult | None:
+    """extract_with_boxes from the processed original in `original_dir` (the process-wide detector if None),
+    or None when the original has no usable manifest or the check fails."""
+    from .faces import default_detector
+
+    manifests = original_manifests(original_dir)
+    if not manifests:
+        return None
+    return extract_with_boxes(video_path, manifests, config, detector or default_detector(), threads, source)[0]
+
+
+def link_originals(tasks: list) -> None:
+    """Set each fake's `original_dir` (its original's output folder) where the original is among `tasks`."""
+    where = {t.path: f"{t.label}/{t.name}" for t in tasks}
+    for t in tasks:
+        t.original_dir = where.get(t.original, "") if t.original else ""
