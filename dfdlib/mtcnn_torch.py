@@ -14,6 +14,7 @@ All frames of one size are one batch on one device (CPU or CUDA); landmarks are 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -120,35 +121,35 @@ class ONet(_Net):
 
 # ------------------------------------------------------------------ TensorFlow's image ops, in torch
 @lru_cache(maxsize=256)
-def _area_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices and weights (n_out, K) of TensorFlow's ResizeArea along one axis (float32 as in its
-    kernel, indices clamped to the image as its Bound() does); weights are not yet divided by the scale."""
+def _area_matrix(n_in: int, n_out: int, device: str) -> torch.Tensor:
+    """TensorFlow's ResizeArea along one axis (align_corners=False) as a sparse (n_out, n_in) CSR matrix:
+    the overlap weights computed in float32 as its kernel does, source indices clamped as its Bound() does
+    (not yet divided by the scale, as TensorFlow multiplies once at the end)."""
     s = np.float32(n_in) / np.float32(n_out)
     lo = np.arange(n_out, dtype=np.float32) * s
     hi = np.arange(1, n_out + 1, dtype=np.float32) * s
     start, end = np.floor(lo).astype(np.int64), np.ceil(hi).astype(np.int64)
-    k = int((end - start).max())
-    idx = start[:, None] + np.arange(k)[None]
+    idx = start[:, None] + np.arange(int((end - start).max()))[None]
     i = idx.astype(np.float32)
     w = np.where(i < lo[:, None], np.where(i + 1 > hi[:, None], s, i + 1 - lo[:, None]),
                  np.where(i + 1 > hi[:, None], hi[:, None] - i, np.float32(1))).astype(np.float32)
     w[idx >= end[:, None]] = 0
-    return np.clip(idx, 0, n_in - 1), w
+    dense = np.zeros((n_out, n_in), np.float32)
+    np.add.at(dense, (np.repeat(np.arange(n_out), idx.shape[1]), np.clip(idx, 0, n_in - 1).ravel()), w.ravel())
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": torch.sparse.mm of CSR x dense is stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(dense).to(device).to_sparse_csr()
 
 
-def area_resize(x: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
-    """tf.image.resize(..., method="area") of a (N, C, H, W) float32 batch (align_corners=False)."""
-    h, w = x.shape[-2:]
+def area_resize(a: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
+    """tf.image.resize(..., method="area") (align_corners=False) of images laid out (W, H, B), B = batch x
+    channels: returns (out_h, out_w, B) float32. One sparse matrix product per axis (x first, then y, as
+    TensorFlow sums): a few non-zeros per row, so it costs about two passes over the image."""
+    w, h, b = a.shape
     scale = np.float32(1.0 / float(np.float32(h) / np.float32(out_h) * (np.float32(w) / np.float32(out_w))))
-    for axis, n_in, n_out in ((3, w, out_w), (2, h, out_h)):  # along x first, then y, as TensorFlow sums
-        idx, wt = (torch.from_numpy(a).to(x.device) for a in _area_taps(n_in, n_out))
-        shape = [1, 1, 1, 1]
-        shape[axis] = n_out
-        acc = x.index_select(axis, idx[:, 0]) * wt[:, 0].view(shape)
-        for k in range(1, idx.shape[1]):
-            acc = acc + x.index_select(axis, idx[:, k]) * wt[:, k].view(shape)
-        x = acc
-    return x * scale
+    a = torch.sparse.mm(_area_matrix(w, out_w, str(a.device)), a.reshape(w, h * b))
+    a = a.view(out_w, h, b).transpose(0, 1).reshape(h, out_w * b)
+    return (torch.sparse.mm(_area_matrix(h, out_h, str(a.device)), a) * scale).view(out_h, out_w, b)
 
 
 def crop_and_resize(images_nhwc: torch.Tensor, boxes: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
@@ -177,7 +178,7 @@ def crop_and_resize(images_nhwc: torch.Tensor, boxes: torch.Tensor, index: torch
     top_row = tl + (tr - tl) * lx
     bottom_row = bl + (br - bl) * lx
     out = (top_row + (bottom_row - top_row) * ly) * inside[..., None]
-    return out.permute(0, 3, 1, 2).contiguous()
+    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
 # ------------------------------------------------------------------ the package's box arithmetic
@@ -191,22 +192,25 @@ def suppress(boxes: torch.Tensor, image: torch.Tensor, threshold: float, method:
     """mtcnn's NMS: keep box j unless a box i < j (rows in score order) of the same image has
     overlap > threshold, suppressed or not. Overlap: intersection over union, or over the smaller area
     ("min"); areas (x2-x1)(y2-y1), no +1. Returns the boolean keep mask."""
-    n = len(boxes)
-    keep = torch.ones(n, dtype=torch.bool, device=boxes.device)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    pos = torch.arange(n, device=boxes.device)
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        a, b = boxes[:e, None], boxes[None, s:e]
-        iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-        ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
-        inter = iw * ih
-        if method == "union":
-            denom = area[:e, None] + area[None, s:e] - inter
-        else:
-            denom = torch.minimum(area[:e, None], area[None, s:e])
-        hit = (inter / denom > threshold) & (image[:e, None] == image[None, s:e]) & (pos[:e, None] < pos[None, s:e])
-        keep[s:e] = ~hit.any(0)
+    keep = torch.ones(len(boxes), dtype=torch.bool, device=boxes.device)
+    order = torch.argsort(image, stable=True)  # each image's rows together, still in score order
+    counts = torch.bincount(image[order]).tolist()
+    start = 0
+    for count in counts:
+        rows = order[start:start + count]
+        start += count
+        b = boxes[rows, :4]
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        for s in range(0, count, chunk):  # columns s:e against the rows before them
+            e = min(count, s + chunk)
+            p, q = b[:e, None], b[None, s:e]
+            iw = (torch.minimum(p[..., 2], q[..., 2]) - torch.maximum(p[..., 0], q[..., 0])).clamp(min=0)
+            ih = (torch.minimum(p[..., 3], q[..., 3]) - torch.maximum(p[..., 1], q[..., 1])).clamp(min=0)
+            inter = iw * ih
+            denom = (area[:e, None] + area[None, s:e] - inter if method == "union"
+                     else torch.minimum(area[:e, None], area[None, s:e]))
+            hit = (inter / denom > threshold).triu_(diagonal=1 - s)  # row i, column s + c: only i < s + c
+            keep[rows[s:e]] = ~hit.any(0)
     return keep
 
 
@@ -243,7 +247,9 @@ class TorchMTCNN:
                  thresholds: tuple = THRESHOLDS, max_patches: int = 4096):
         self.device = torch.device(device)
         self.min_face_size, self.thresholds, self.max_patches = min_face_size, thresholds, max_patches
-        self.pnet, self.rnet, self.onet = (net.load_keras(load_keras_weights(name)).to(self.device)
+        # channels_last: oneDNN's convolutions and pooling run several times faster on the CPU in it.
+        self.pnet, self.rnet, self.onet = (net.load_keras(load_keras_weights(name)).to(self.device,
+                                                                                       memory_format=torch.channels_last)
                                            for net, name in ((PNet(), "pnet"), (RNet(), "rnet"), (ONet(), "onet")))
 
     @torch.inference_mode()
@@ -267,8 +273,7 @@ class TorchMTCNN:
     def _detect_batch(self, batch: torch.Tensor) -> list[np.ndarray]:
         n, h, w = batch.shape[:3]
         x = (batch.to(self.device, torch.float32) - 127.5) / 128  # NHWC, as mtcnn's normalize_images
-        nchw = x.permute(0, 3, 1, 2)
-        boxes, image = self._proposals(nchw)
+        boxes, image = self._proposals(x.permute(2, 1, 0, 3).reshape(w, h, -1).contiguous())
         for net, size, thr, (nms, method) in ((self.rnet, 24, self.thresholds[1], NMS[2]),
                                               (self.onet, 48, self.thresholds[2], NMS[3])):
             if len(boxes) == 0:
@@ -283,12 +288,14 @@ class TorchMTCNN:
                 result[i] = boxes[image == i]
         return result
 
-    def _proposals(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """PNet over the pyramid: square boxes (M, 5: x1, y1, x2, y2, score; float64) and their image."""
+    def _proposals(self, whb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """PNet over the pyramid of (W, H, batch x 3) images: square boxes (M, 5: x1, y1, x2, y2, score;
+        float64) and their image."""
         per_scale = []
-        h, w = x.shape[-2:]
+        w, h = whb.shape[:2]
         for scale, sh, sw in pyramid(h, w, self.min_face_size):
-            reg, prob = self.pnet(area_resize(x, sh, sw))
+            level = area_resize(whb, sh, sw).view(sh, sw, -1, 3).permute(2, 3, 0, 1)
+            reg, prob = self.pnet(level.contiguous(memory_format=torch.channels_last))
             b, yy, xx = torch.nonzero(prob > self.thresholds[0], as_tuple=True)
             if len(b) == 0:
                 continue
@@ -303,7 +310,7 @@ class TorchMTCNN:
             keep = suppress(boxes, b, *NMS[0])
             per_scale.append((boxes[keep], b[keep]))
         if not per_scale:
-            return x.new_zeros((0, 5), dtype=torch.float64), x.new_zeros((0,), dtype=torch.long)
+            return whb.new_zeros((0, 5), dtype=torch.float64), whb.new_zeros((0,), dtype=torch.long)
         boxes, image = torch.cat([p[0] for p in per_scale]), torch.cat([p[1] for p in per_scale])
         order = sort_desc(boxes[:, 4])
         boxes, image = boxes[order], image[order]
