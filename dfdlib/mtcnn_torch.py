@@ -339,6 +339,10 @@ class TorchMTCNN:
         return boxes, image
 
 
-def default_device() -> str:
-    """"cuda" when torch sees a GPU, else "cpu"."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def torch_device(name: str = "auto") -> str:
+    """A torch device name: "auto" → "cuda" when torch sees a GPU, else "cpu"; TensorFlow's "CPU:0" →
+    "cpu" and "GPU:k" → "cuda:k"; others ("cpu", "cuda:1") as given."""
+    name = str(name).lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu" if name.startswith("cpu") else name.replace("gpu", "cuda")
