@@ -1,11 +1,11 @@
 """Faces of one video: MTCNN detection on sampled frames, the main face tracked across cuts, square crops.
 
 MTCNN is Zhang et al., "Joint Face Detection and Alignment using Multitask Cascaded Convolutional
-Networks" (2016), run by detector.py (the `mtcnn` package on TensorFlow, or its networks on PyTorch).
-Detection runs on a downscaled copy of each sampled frame (batched, one call per video chunk) and boxes
-are mapped back to full resolution, so a 1080p video costs about as much as a 480p one. mtcnn 1.0.0
-silently finds nothing when its min_face_size is above ~24 (its image pyramid shrinks below the 12 px
-PNet input), so we keep its default and drop small boxes ourselves. When the main face is found in too few sampled frames (a small
+Networks" (2016), the `mtcnn` package's (detector.py). Detection runs on a downscaled copy of each
+sampled frame (batched, one call per video chunk) and boxes are mapped back to full resolution, so a
+1080p video costs about as much as a 480p one. mtcnn 1.0.0 silently finds nothing when its
+min_face_size is above ~24 (its image pyramid shrinks below the 12 px PNet input), so we keep its
+default and drop small boxes ourselves. When the main face is found in too few sampled frames (a small
 face in a large frame), detection is retried at twice the resolution, then at full resolution.
 Tracking (IoU within a shot, re-acquisition after a cut by size and appearance, prominence) is tracks.py.
 """
