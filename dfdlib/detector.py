@@ -14,6 +14,12 @@ import numpy as np
 
 from .preprocess_config import DETECTOR_BACKENDS
 
+# Intra-op threads of the torch MTCNN on the CPU unless told otherwise: its many small ops (pyramid levels,
+# suppression, 24/48 px patches) gain little from a second thread, and when other processes share the
+# cores each threaded op waits for a descheduled thread (2 threads ran 2-5x slower than 1 on a busy
+# 2-core machine; benchmarks/detectors.py). Torch's own setting is restored after each call.
+TORCH_CPU_THREADS = 1
+
 
 def hide_gpus_from_tensorflow(tf, keep: bool = False) -> list:
     """Keeps TensorFlow off the GPUs (MTCNN runs on the CPU), so it cannot reserve GPU memory beside torch.
@@ -53,8 +59,9 @@ class FaceDetector:
 
     Takes the device ("auto": CUDA when torch sees a GPU, else the CPU; "cpu", "cuda", "cuda:1", or
     TensorFlow's "CPU:0"/"GPU:0"), frames per MTCNN call, optionally a thread count (TensorFlow: pinned
-    before it runs anything in this process; torch on the CPU: the intra-op threads while detecting) and
-    the backend ("auto", "torch", "tf"; detector_backend). TensorFlow is imported only by the "tf" backend.
+    before it runs anything in this process; torch on the CPU: intra-op threads while detecting, default
+    TORCH_CPU_THREADS) and the backend ("auto", "torch", "tf"; detector_backend). TensorFlow is imported
+    only by the "tf" backend.
     """
 
     def __init__(self, device: str = "auto", batch_size: int = 16, threads: int | None = None,
@@ -128,12 +135,12 @@ class FaceDetector:
         return [rows[rows[:, 0] == j][:, 1:6] if rows.size else np.empty((0, 5)) for j in range(len(chunk))]
 
     def _torch_detect(self, chunk: list[np.ndarray]) -> list[np.ndarray]:
-        if not self.threads or self.mtcnn.device.type != "cpu":
+        if self.mtcnn.device.type != "cpu":
             return self.mtcnn.detect(chunk)
         import torch
 
         before = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.threads or TORCH_CPU_THREADS)
         try:
             return self.mtcnn.detect(chunk)
         finally:
