@@ -67,10 +67,10 @@ def detector_rows(args) -> list[str]:
     from dfdlib.detector import TORCH_CPU_THREADS, FaceDetector
 
     cpu = args.device == "cpu"
-    runs = {f"torch {args.device}" + (f", {t} thread(s)" + (" (default)" if t == TORCH_CPU_THREADS else "")
-                                      if cpu else ""):
-            FaceDetector(device=args.device, backend="torch", threads=t if cpu else None)
-            for t in (args.threads if cpu else [None])}
+    runs = {f"torch cpu, {t} thread(s)" + (" (default)" if t == TORCH_CPU_THREADS else ""):
+            FaceDetector(device="cpu", backend="torch", threads=t) for t in (args.threads if cpu else [None])}
+    if not cpu:  # the GPU against this machine's CPU (no TensorFlow on GPU machines: --no-tf)
+        runs[f"torch {args.device}"] = FaceDetector(device=args.device, backend="torch")
     if not args.no_tf:
         runs = {f"tf CPU, {torch.get_num_threads()} thread(s)": FaceDetector(backend="tf"), **runs}
     lines = ["| frames | runtime | frames/s (median) | s per call | vs first row | boxes | box IoU vs first row "
@@ -130,7 +130,7 @@ def cold_rows(args) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per runtime and frame set (median)")
-    ap.add_argument("--device", default="cpu", help="torch runtime's device: cpu | cuda")
+    ap.add_argument("--device", default="cpu", help="torch runtime's device: cpu | cuda (then also torch on the CPU)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU intra-op threads to try")
     ap.add_argument("--no-tf", action="store_true", help="torch only (machines without TensorFlow)")
     ap.add_argument("--cold-before", metavar="DIR", help="older checkout to time a cold `dfd predict` against")
