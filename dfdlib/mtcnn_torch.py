@@ -169,12 +169,11 @@ def crop_and_resize(images_nhwc: torch.Tensor, boxes: torch.Tensor, index: torch
     ly, lx = (in_y - top)[:, :, None, None], (in_x - left)[:, None, :, None]
     t0, t1 = top.long().clamp(0, h - 1), in_y.ceil().long().clamp(0, h - 1)
     l0, l1 = left.long().clamp(0, w - 1), in_x.ceil().long().clamp(0, w - 1)
-    b = index[:, None, None]
-
-    def at(ys, xs):
-        return images_nhwc[b, ys[:, :, None], xs[:, None, :]]  # (N, S, S, C)
-
-    tl, tr, bl, br = at(t0, l0), at(t0, l1), at(t1, l0), at(t1, l1)
+    # One gather of the four corners from the flat (B*H*W, C) pixels: rows of C contiguous values.
+    base = (index * (h * w))[:, None, None]
+    corners = torch.stack([base + ys[:, :, None] * w + xs[:, None, :] for ys in (t0, t1) for xs in (l0, l1)])
+    tl, tr, bl, br = images_nhwc.reshape(-1, images_nhwc.shape[3]).index_select(0, corners.view(-1)).view(
+        4, n, size, size, -1)
     top_row = tl + (tr - tl) * lx
     bottom_row = bl + (br - bl) * lx
     out = (top_row + (bottom_row - top_row) * ly) * inside[..., None]
