@@ -13,6 +13,7 @@ All frames of one size are one batch on one device (CPU or CUDA); landmarks are 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import warnings
 from functools import lru_cache
@@ -247,9 +248,25 @@ class TorchMTCNN:
         self.device = torch.device(device)
         self.min_face_size, self.thresholds, self.max_patches = min_face_size, thresholds, max_patches
         # channels_last: oneDNN's convolutions and pooling run several times faster on the CPU in it.
-        self.pnet, self.rnet, self.onet = (net.load_keras(load_keras_weights(name)).to(self.device,
-                                                                                       memory_format=torch.channels_last)
-                                           for net, name in ((PNet(), "pnet"), (RNet(), "rnet"), (ONet(), "onet")))
+        self.pnet, self.rnet, self.onet = (
+            net.load_keras(load_keras_weights(name)).to(self.device, memory_format=torch.channels_last)
+            for net, name in ((PNet(), "pnet"), (RNet(), "rnet"), (ONet(), "onet")))
+
+    @contextlib.contextmanager
+    def _full_fp32(self):
+        """Plain float32 on CUDA (no TF32 in cuDNN convolutions or matmuls), so GPU boxes equal CPU boxes;
+        the process's settings are restored afterwards."""
+        if self.device.type != "cuda":
+            yield
+            return
+        conv, precision = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = conv
+            torch.set_float32_matmul_precision(precision)
 
     @torch.inference_mode()
     def detect(self, frames) -> list[np.ndarray]:
@@ -265,7 +282,9 @@ class TorchMTCNN:
         for idx in groups.values():
             batch = torch.stack([torch.as_tensor(np.asarray(frames[i]) if not isinstance(frames[i], torch.Tensor)
                                                  else frames[i]) for i in idx])
-            for i, r in zip(idx, self._detect_batch(batch), strict=True):
+            with self._full_fp32():
+                found = self._detect_batch(batch)
+            for i, r in zip(idx, found, strict=True):
                 out[i] = r
         return out
 
@@ -298,7 +317,8 @@ class TorchMTCNN:
             b, yy, xx = torch.nonzero(prob > self.thresholds[0], as_tuple=True)
             if len(b) == 0:
                 continue
-            r = reg[b, :, yy, xx].double() * 11  # cell 12 px: (x+1 .. x+12) - 1 at stride 2
+            # mtcnn's cell at (x, y): corners (2x+1, 2y+1) and (2x+12, 2y+12); regression scaled by 12 - 1
+            r = reg[b, :, yy, xx].double() * 11
             x0, y0 = (xx * 2 + 1).double(), (yy * 2 + 1).double()
             x9, y9 = (xx * 2 + 12).double(), (yy * 2 + 12).double()
             score = prob[b, yy, xx].double()
