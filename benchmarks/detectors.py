@@ -68,7 +68,7 @@ def detector_rows(args) -> list[str]:
 
     cpu = args.device == "cpu"
     runs = {f"torch cpu, {t} thread(s)" + (" (default)" if t == TORCH_CPU_THREADS else ""):
-            FaceDetector(device="cpu", backend="torch", threads=t) for t in (args.threads if cpu else [None])}
+            FaceDetector(device="cpu", backend="torch", threads=t) for t in (args.threads if cpu else [TORCH_CPU_THREADS])}
     if not cpu:  # the GPU against this machine's CPU (no TensorFlow on GPU machines: --no-tf)
         runs[f"torch {args.device}"] = FaceDetector(device=args.device, backend="torch")
     if not args.no_tf:
