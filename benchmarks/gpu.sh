@@ -3,6 +3,8 @@
 #   1. the CUDA tests (pytest -m gpu: fp16/bf16 + channels_last step, resume on CUDA, CUDA vs CPU prediction)
 #   2. training clips/s vs the original notebook loop on CUDA (goal >= 3x) with data_wait: benchmarks/train.py
 #   3. prediction latency on CUDA vs CPU: one 10 s video, warm model, face extraction + forward
+#   4. face detection (torch MTCNN) frames/s on CUDA vs the CPU, batched: benchmarks/detectors.py. No TensorFlow
+#      on GPU machines: the TF-CPU figures are in benchmarks/RESULTS.md (same frames, measured on a CPU box)
 # Usage: benchmarks/gpu.sh [python]   (default: .venv/bin/python, else python3). Exit status: 2 without a CUDA
 # GPU, 1 if a step failed (gpu.md still says which), 0 otherwise.
 set -uo pipefail
@@ -82,6 +84,7 @@ lines += [f"| {s} | {d} | {w:.3f} | {f:.4f} |" for s, d, w, f in rows]
 Path(sys.argv[1]).write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
+step detectors 150 "$PY" benchmarks/detectors.py --device cuda --no-tf --repeats 5 --out "$WORK/detectors.md"
 
 {
     echo "# GPU checks and benchmarks (benchmarks/gpu.sh)"
@@ -106,6 +109,10 @@ EOF
     echo "## 3. Prediction latency, CUDA vs CPU (one 10 s 640x480 video, 20 frames, ResNeXt50-LSTM)"
     echo
     if [ -s "$WORK/predict.md" ]; then cat "$WORK/predict.md"; else echo '```'; tail -n 20 "$WORK/predict.log"; echo '```'; fi
+    echo
+    echo "## 4. Face detection, torch MTCNN on CUDA vs the CPU (same boxes; TF-CPU figures: benchmarks/RESULTS.md)"
+    echo
+    if [ -s "$WORK/detectors.md" ]; then sed '1,2d' "$WORK/detectors.md"; else echo '```'; tail -n 20 "$WORK/detectors.log"; echo '```'; fi
 } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 echo "wrote $OUT (status $status)"
 exit $status

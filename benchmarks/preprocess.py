@@ -244,7 +244,7 @@ def main(argv=None) -> int:
             k_iou = keyframe_iou(res, res_all, cfg.margin)
             assert res.status == "ok" and len(res.faces) == faces, (name, res.reason, len(res.faces))
             keep = set(sample_indices(total, cfg.frames, cfg.sampling))
-            t_naive, nboxes = naive(path, det.mtcnn, keep)
+            t_naive, nboxes = naive(path, default_detector("tf").mtcnn, keep)  # the guide's: the mtcnn package
             c_iou, b_iou, compared = crop_iou(res, nboxes, cfg.margin)
             rows.append(dict(video=name, frames=total, naive=t_naive, ours=t_ours, decode=t_dec,
                              speedup=t_naive / t_ours, vs_decode=t_ours / t_dec, crop_iou=c_iou,

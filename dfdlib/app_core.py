@@ -204,14 +204,13 @@ def analyse_video(model, video, model_paths=(), detector=None, explain: bool = T
     """Everything the app shows for one video.
 
     Takes a model or Ensemble (from ModelCache / load_model), the video path, the model file paths (for
-    the record), a FaceDetector to reuse (default: the process-wide one), whether to compute Grad-CAM,
-    how many overlays to keep, the most faces to score (1: only the main face) and an optional
+    the record), a FaceDetector to reuse (default: predict_video's, of the model's detector runtime),
+    whether to compute Grad-CAM, how many overlays to keep, the most faces to score (1: only the main face) and an optional
     `progress(fraction, desc)` callback. Returns an Analysis; a video without a verdict has its
     Prediction's status/reason set and nothing else. Bad videos are reported, not raised.
     """
     from .ensemble import members_of, threshold_of
     from .explain import clip_to_images, frame_importance, grad_cam, overlay
-    from .faces import default_detector
     from .metrics import verdict_confidence
     from .predict import predict_video
 
@@ -219,7 +218,7 @@ def analyse_video(model, video, model_paths=(), detector=None, explain: bool = T
     step(0.05, "finding the face and predicting")
     import torchvision  # noqa: F401  before TensorFlow (MTCNN): the other order segfaults here
 
-    pred, clip = predict_video(model, video, detector=detector or default_detector(), return_clip=True,
+    pred, clip = predict_video(model, video, detector=detector, return_clip=True,
                                max_faces=max_faces)
     out = Analysis(prediction=pred, model_paths=list(model_paths), threshold_note=threshold_note(model.meta))
     if pred.status != "ok" or clip is None:

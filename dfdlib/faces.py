@@ -1,7 +1,7 @@
 """Faces of one video: MTCNN detection on sampled frames, the main face tracked across cuts, square crops.
 
 MTCNN is Zhang et al., "Joint Face Detection and Alignment using Multitask Cascaded Convolutional
-Networks" (2016), from the `mtcnn` package (TensorFlow). Detection runs on a downscaled copy of each
+Networks" (2016), the `mtcnn` package's (detector.py). Detection runs on a downscaled copy of each
 sampled frame (batched, one call per video chunk) and boxes are mapped back to full resolution, so a
 1080p video costs about as much as a 480p one. mtcnn 1.0.0 silently finds nothing when its
 min_face_size is above ~24 (its image pyramid shrinks below the 12 px PNet input), so we keep its
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .detector import FaceDetector, default_detector, detector_backend, hide_gpus_from_tensorflow  # noqa: F401
 from .keyframes import detect_sparse
 from .preprocess_config import PreprocessConfig
 from .tracks import appearance, build_tracks, fill_missing, iou, rank_tracks, seen_summary, track_main_face  # noqa: F401
@@ -102,105 +103,11 @@ class FaceResult:
             "boxes_reused": self.reused or None,
             "people_seen": [int(v) for v in self.seen],
             "preprocess": asdict(self.config) if self.config else None,
-            "detector": {"name": "mtcnn", "version": mtcnn_version, "stages": "face_and_landmarks_detection"},
+            "detector": {"name": "mtcnn", "version": mtcnn_version, "stages": "face_and_landmarks_detection",
+                         "backend": detector_backend(self.config.detector if self.config else "auto")},
             "dfdlib_version": __version__,
             "seconds": round(self.seconds, 3),
         }
-
-
-def hide_gpus_from_tensorflow(tf, keep: bool = False) -> list:
-    """Keeps TensorFlow off the GPUs (MTCNN runs on the CPU), so it cannot reserve GPU memory beside torch.
-
-    TensorFlow maps nearly all of a GPU's memory when it first touches it; in `predict` or a notebook that
-    then trains, torch would run out. With `keep=True` (a detector asked for "GPU:0") the GPUs stay visible
-    with memory growth on instead. Only effective before TensorFlow initialises its devices; returns the
-    GPUs TensorFlow can still see.
-    """
-    try:
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus and not keep:
-            tf.config.set_visible_devices([], "GPU")
-        elif gpus:
-            for gpu in gpus:
-                tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:  # devices already initialised in this process: leave them as they are
-        pass
-    return tf.config.get_visible_devices("GPU")
-
-
-class FaceDetector:
-    """One MTCNN (TensorFlow) model, built once and reused for many frames and videos.
-
-    Takes the TensorFlow device ("CPU:0", "GPU:0"), frames per MTCNN call, and optionally a thread
-    count to pin TensorFlow to (only effective before TensorFlow has run anything in this process).
-    """
-
-    def __init__(self, device: str = "CPU:0", batch_size: int = 16, threads: int | None = None):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import importlib.util
-
-        # triton (torch's compiler, imported by torchvision) segfaults when it is loaded after TensorFlow
-        # (tensorflow-cpu 2.21 + torch 2.14): load it first, so preprocessing then training in one process works.
-        if importlib.util.find_spec("triton") is not None:
-            import triton  # noqa: F401
-        import tensorflow as tf
-        from mtcnn import MTCNN
-
-        hide_gpus_from_tensorflow(tf, keep=device.upper().startswith("GPU"))
-        if threads:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
-            except RuntimeError:  # TensorFlow already initialised in this process: keep its pools
-                pass
-        self.mtcnn = MTCNN(device=device)
-        self.batch_size = batch_size
-
-    def detect(self, frames_rgb: list[np.ndarray], max_side: int = 480) -> list[np.ndarray]:
-        """Detect faces in RGB frames, `batch_size` frames per MTCNN call.
-
-        Takes RGB uint8 frames and the longer side of the copy detection runs on (0: as given).
-        Returns per frame a float array (k, 5): x1, y1, x2, y2 in the given frame's pixels, confidence.
-        """
-        import cv2
-
-        small, scales = [], []
-        for f in frames_rgb:
-            h, w = f.shape[:2]
-            s = min(1.0, max_side / max(h, w)) if max_side else 1.0
-            if s < 1.0:
-                f = cv2.resize(f, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-            small.append(f)
-            scales.append((w / f.shape[1], h / f.shape[0]))
-        out: list[np.ndarray] = []
-        if not small:
-            return out
-        # Even chunks (20 frames → 10 + 10, not 16 + 4) of at most ~5 Mpx: bigger batches run slower.
-        px = max(f.shape[0] * f.shape[1] for f in small)
-        per = max(1, min(self.batch_size, int(5e6 // px)))
-        per = math.ceil(len(small) / math.ceil(len(small) / per))
-        for start in range(0, len(small), per):
-            # float32 halves the memory of mtcnn's normalisation (float64 from uint8). Only a Python list
-            # counts as a batch for mtcnn; a 4-D array would be read as one image.
-            chunk = [f.astype(np.float32) for f in small[start:start + per]]
-            rows = np.asarray(self.mtcnn.detect_faces(chunk, box_format="xyxy", output_type="numpy"))
-            for j in range(len(chunk)):
-                r = rows[rows[:, 0] == j] if rows.size else np.empty((0, 16))
-                sx, sy = scales[start + j]
-                out.append(np.column_stack([r[:, 1] * sx, r[:, 2] * sy, r[:, 3] * sx, r[:, 4] * sy, r[:, 5]])
-                           if len(r) else np.empty((0, 5)))
-        return out
-
-
-_DETECTOR: FaceDetector | None = None
-
-
-def default_detector() -> FaceDetector:
-    """The process-wide FaceDetector, created on first use (building MTCNN costs seconds)."""
-    global _DETECTOR
-    if _DETECTOR is None:
-        _DETECTOR = FaceDetector()
-    return _DETECTOR
 
 
 def square_box(box_xyxy, margin: float) -> tuple[int, int, int, int]:
@@ -340,7 +247,7 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     except (cv2.error, MemoryError) as e:  # a decoder failure (or a huge frame) must not stop a batch
         return done("unreadable", f"{path}: decoding failed ({type(e).__name__}: {e}); re-encode it or remove it")
     try:
-        return _faces(frames, res, cfg, detector or default_detector(), min_frames, done)
+        return _faces(frames, res, cfg, detector or default_detector(cfg.detector), min_frames, done)
     except Exception as e:  # a bug, not a property of the video: its own status, loud, raised under tests
         if strict():
             raise

@@ -55,8 +55,8 @@ class Prediction:
         return asdict(self)
 
 
-def _detector(detector=None):
-    """The given FaceDetector, or the process-wide one.
+def _detector(detector=None, backend: str = "auto"):
+    """The given FaceDetector, or the process-wide one of `backend` (a model's PreprocessConfig.detector).
 
     torchvision is imported first on purpose: importing it (it pulls in triton) after TensorFlow has
     loaded crashes the process with a segfault (tensorflow-cpu 2.21 + torch 2.14 here).
@@ -65,7 +65,7 @@ def _detector(detector=None):
 
     from .faces import default_detector
 
-    return detector or default_detector()
+    return detector or default_detector(backend)
 
 
 def preprocess_config_for(meta: dict, sequence_length: int):
@@ -164,14 +164,13 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
             pred.reason = (f"{path}: a symbolic link to {str(path.readlink())!r}, which does not exist or loops "
                            "back; replace the link by the video file or remove it")
         return finish()
-    detector = _detector(detector)
     results, scores = {}, {}  # scores: face index → [(prob, clip) per member]
     for member in members:
         cfg = preprocess_config_for(member.meta, seq)
         cfg = dataclasses.replace(cfg, max_faces=int(max_faces or max(cfg.max_faces, SCORED_FACES)))
         key = json.dumps(asdict(cfg), sort_keys=True, default=str)
         if key not in results:  # members sharing settings share one face extraction
-            results[key] = _extract(path, cfg, detector, min_face_frames)
+            results[key] = _extract(path, cfg, _detector(detector, cfg.detector), min_face_frames)  # model's runtime
         res = results[key]
         if res.status == "ok" and res.config.frames < cfg.frames:
             pred.reason = (f"the video has only {res.config.frames} frames, fewer than the {cfg.frames} "
@@ -261,7 +260,7 @@ def predict_many(model, videos, names=None, sequence_length=None, threshold=None
 
     model = as_model(model, device)
     sequence_length_of(model.meta, sequence_length)  # a bad setting fails once, not once per video
-    detector = _detector()
+    detector = None  # predict_video takes each model's detector runtime, built once per process
     names = [str(v) for v in videos] if names is None else list(names)
     rows = []
     for video, name in tqdm(list(zip(videos, names, strict=True)), desc="predict", unit="video",

@@ -108,10 +108,8 @@ def _init_worker() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import cv2
 
-    from .faces import FaceDetector
-
     cv2.setNumThreads(1)
-    _WORKER.update(detector=FaceDetector(threads=1), threads=1)
+    _WORKER.update(threads=1)  # the detector is built on first use, for the run's PreprocessConfig.detector
 
 
 def _row(task: VideoTask, status: str, reason: str = "", frames: int = 0, filled: int = 0, seconds: float = 0.0,
@@ -159,7 +157,7 @@ def _write_sample(folder: Path, crops: list, manifest: dict, quality: int) -> No
 
 def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = False) -> dict:
     """Extract and save one video's faces; returns its report row. Never raises for a bad video."""
-    from .faces import extract_faces
+    from .faces import default_detector, extract_faces
 
     t0 = time.perf_counter()
     cfg = PreprocessConfig.from_dict(cfg_dict)
@@ -168,10 +166,10 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
         if dest.is_dir() and not overwrite:
             return _done_row(task, dest, cfg)
         # A fake whose original is done takes its boxes once checked (reuse.py), else faces are detected.
-        res = (reuse_or_none(task.path, Path(out) / task.original_dir, cfg, _WORKER.get("detector"),
-                             _WORKER.get("threads"), task.original_dir) if cfg.reuse_boxes and task.original_dir
-               else None) or extract_faces(task.path, cfg, detector=_WORKER.get("detector"),
-                                           threads=_WORKER.get("threads"))
+        detector = default_detector(cfg.detector, threads=_WORKER.get("threads"))
+        res = (reuse_or_none(task.path, Path(out) / task.original_dir, cfg, detector, _WORKER.get("threads"),
+                             task.original_dir) if cfg.reuse_boxes and task.original_dir
+               else None) or extract_faces(task.path, cfg, detector=detector, threads=_WORKER.get("threads"))
         if res.status != "ok":
             reason = res.reason
             if overwrite and dest.is_dir():  # the redo failed: the old crops no longer match the settings
@@ -330,7 +328,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     if todo and workers == 1 and not ray:
         from .faces import default_detector
 
-        default_detector()  # build MTCNN before the clock of the first video starts
+        default_detector(cfg.detector)  # build MTCNN before the clock of the first video starts
     try:
         if ray:
             from .preprocess_ray import run_on_ray

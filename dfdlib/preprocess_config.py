@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from .config import config_help, option
 
-__all__ = ["PreprocessConfig", "config_help"]
+__all__ = ["DETECTOR_BACKENDS", "PreprocessConfig", "config_help"]
+
+DETECTOR_BACKENDS = ("auto", "torch", "tf")  # faces.detector_backend says what each one runs
 
 
 @dataclass
@@ -37,6 +39,9 @@ class PreprocessConfig:
     crop: str = option("square", "'square' around the box (+margin); 'stretch': the box itself (+margin), clipped "
                                  "to the frame and stretched to size x size (the original project's crops)",
                        ("square", "stretch"))
+    detector: str = option("auto", "MTCNN runtime, same networks and boxes: 'torch' (PyTorch; the GPU when there "
+                                   "is one), 'tf' (the mtcnn package on TensorFlow, CPU), 'auto' (torch); a model "
+                                   "records it and prediction uses the same", DETECTOR_BACKENDS)
 
     keyframes: int = option(4, "detect faces on every k-th sampled frame (and the last) and follow them in "
                                "between while the shot and the faces at both ends agree; elsewhere every frame is "
@@ -73,6 +78,8 @@ class PreprocessConfig:
             (self.max_faces >= 1, "max_faces must be >= 1"),
             (self.keyframes >= 1, "keyframes must be >= 1 (1: detect on every sampled frame)"),
             (self.crop in ("square", "stretch"), f"crop must be 'square' or 'stretch', not {self.crop!r}"),
+            (self.detector in DETECTOR_BACKENDS,
+             f"detector must be one of {', '.join(DETECTOR_BACKENDS)}, not {self.detector!r}"),
         ]
         for ok, msg in checks:
             if not ok:

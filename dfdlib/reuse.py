@@ -124,7 +124,8 @@ def reuse_or_none(video_path, original_dir, config: PreprocessConfig, detector=N
     manifests = original_manifests(original_dir)
     if not manifests:
         return None
-    return extract_with_boxes(video_path, manifests, config, detector or default_detector(), threads, source)[0]
+    return extract_with_boxes(video_path, manifests, config, detector or default_detector(config.detector), threads,
+                              source)[0]
 
 
 def link_originals(tasks: list) -> None:

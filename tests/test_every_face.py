@@ -156,7 +156,7 @@ def test_a_bug_in_the_face_stage_is_an_error_not_no_face(zoom_cut, monkeypatch, 
     src = tmp_path / "src"
     (src / "real").mkdir(parents=True)
     (src / "real" / "a.mp4").write_bytes(path.read_bytes())
-    monkeypatch.setattr(faces, "_DETECTOR", BrokenDetector())
+    monkeypatch.setattr(faces, "default_detector", lambda *a, **k: BrokenDetector())
     report = preprocess_dataset(src, tmp_path / "out", CFG, progress=False)
     assert list(report["status"]) == ["error"]
     log = (tmp_path / "out" / ERRORS_LOG).read_text()
