@@ -121,7 +121,7 @@ def test_extract_faces_tracks_any_detections(textured_video, scene, max_faces):
     frames, _ = scene
     n = len(frames)
     cfg = PreprocessConfig(frames=n, size=16, min_face_size=0, min_confidence=0.0, max_faces=max_faces,
-                           detect_retry=False, keyframes=1)
+                           detect_retry=False, keyframes=1, start_small=False)
     res = extract_faces(textured_video, cfg, detector=ScriptedDetector(frames))
     assert res.status in ("ok", "no_face"), res.reason  # never "error": the tracker must not raise
     if res.status == "ok":
