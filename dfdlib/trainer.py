@@ -297,6 +297,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                     int(state["epoch"])
                 if main:
                     ck.tidy_best_models(run_dir, state)
+                    ck.write_history(history, run_dir)  # a history.csv that missed last.pt's last row
                 log(f"resuming {run_dir} after epoch {start}/{cfg.num_epochs}")
             elif main:
                 ck.clear_old_run(run_dir, log)
@@ -348,7 +349,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                 if improved:
                     m = dict(m, epoch=row["epoch"])
                     thr = best_threshold(y, p)
-                    with ck.saving(epoch, run_dir):  # 1. the new best model file, beside the old one
+                    with ck.saving(epoch, run_dir, model):  # 1. the new best model file, beside the old one
                         path = ck.save_best(run_dir, model, cfg, m, thr, preprocess) if main else \
                             str(run_dir / ck.best_model_name(cfg.sequence_length, m["accuracy"]))
                     replaced = (best or {}).get("path")
@@ -362,12 +363,14 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                     f"Accuracy: {100 * m['accuracy']:.1f}% | Val_AUC: {auc}" + ("  (best, saved)" if improved else ""))
                 stopped = bool(cfg.early_stopping) and since_best >= cfg.early_stopping
                 rngs = ts.gather(ck.rng_state(device), world)  # a collective: every rank takes part
-                if main:
-                    with ck.saving(epoch, run_dir):  # 2. history + last.pt naming the new best, 3. drop the old
-                        ck.write_history(history, run_dir)
+                if main:  # 2. last.pt naming the new best (if it fails, the new file goes), 3. history, old best
+                    new = best["path"] if improved and Path(best["path"]).name != Path(replaced or "").name else None
+                    with ck.saving(epoch, run_dir, model, written=new):
                         ck.save_last(last_path, epoch=epoch + 1, stopped=stopped, config=cfg.to_dict(), model=model,
                                      optimizer=optimizer, scheduler=scheduler, scaler=scaler, best=best,
                                      history=history, rngs=rngs, replaced=replaced)
+                    with ck.saving(epoch, run_dir, model, saved=epoch + 1):
+                        ck.write_history(history, run_dir)
                         ck.remove_replaced(run_dir, replaced, best["path"])
                     if on_epoch is not None:
                         on_epoch(list(history))

@@ -415,3 +415,70 @@ def test_a_crash_while_saving_an_improved_epoch_leaves_last_pt_naming_a_best_mod
     result = train(dataclasses.replace(cfg, resume=True))
     assert result.best_model_path.exists() and len(list((tmp_path / "run").glob("model_*.pt"))) <= 2
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 3
+
+
+def test_a_full_disk_inside_torch_save_says_what_happened_how_much_space_and_leaves_nothing_stray(
+        tmp_path, monkeypatch, capsys):
+    """Issue 25.2: torch.save wraps ENOSPC in a RuntimeError ("[enforce fail at inline_container.cc] unexpected
+    pos"). The user reads the disk error, the sizes the run's files need and --resume; the improved epoch's new
+    model file and its history row are gone, so the run folder holds exactly the last good checkpoint."""
+    from test_trainer import tiny_config
+
+    import dfdlib.metrics
+    from dfdlib import checkpoint
+    from dfdlib.trainer import train
+
+    real_metrics, calls = dfdlib.metrics.compute_metrics, [0]
+
+    def improving(y, p, threshold=0.5):  # a new best (with a new file name) every epoch
+        calls[0] += 1
+        return dict(real_metrics(y, p, threshold), accuracy=calls[0] / 10, roc_auc=calls[0] / 10)
+
+    monkeypatch.setattr(dfdlib.metrics, "compute_metrics", improving)
+    real_save_last, real_fdopen = checkpoint.save_last, os.fdopen
+
+    def disk_full_save_last(path, **state):
+        if state["epoch"] != 2:
+            return real_save_last(path, **state)
+
+        def fdopen(fd, mode="r", *a, **k):  # the disk fills 1 kB into the real torch.save of last.pt
+            return io.BufferedWriter(_FailingFile(real_fdopen(fd, mode, *a, **k), 1024)) if "b" in mode else \
+                real_fdopen(fd, mode, *a, **k)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(os, "fdopen", fdopen)
+            return real_save_last(path, **state)
+
+    monkeypatch.setattr(checkpoint, "save_last", disk_full_save_last)
+    run = tmp_path / "run"
+    cfg = tiny_config(make_tiny_processed(tmp_path / "processed"), run, num_epochs=3)
+    with pytest.raises(OSError) as exc:
+        train(cfg)
+    msg = str(exc.value)
+    assert exc.value.errno == errno.ENOSPC and "No space left on device" in msg and "inline_container" not in msg
+    assert "could not save epoch 2" in msg and "holds epoch 1" in msg and "--resume" in msg
+    assert " MB per model file and " in msg and " MB for last.pt" in msg and "MB are free" in msg
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["epoch"] == 1
+    assert [p.name for p in run.glob("model_*.pt")] == [Path(last["best"]["path"]).name]  # no stray epoch-2 file
+    assert len(pd.read_csv(run / "history.csv")) == 1 and not list(run.glob(".*.tmp"))
+
+    monkeypatch.setattr(checkpoint, "save_last", real_save_last)
+    result = train(dataclasses.replace(cfg, resume=True))
+    assert len(result.history) == 3 and len(pd.read_csv(run / "history.csv")) == 3
+    assert [p.name for p in run.glob("model_*.pt")] == [result.best_model_path.name]
+
+
+def test_sizes_the_full_disk_message_gives_are_those_of_the_files(tmp_path):
+    from dfdlib.checkpoint import file_sizes
+    from dfdlib.model import ResNeXtLSTM, save_model
+
+    model = ResNeXtLSTM(backbone="tiny", hidden_dim=16)
+    save_model(tmp_path / "m.pt", model, {"sequence_length": 4})
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.zeros(1, 2, 3, 32, 32)).sum().backward()
+    opt.step()
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, tmp_path / "last.pt")
+    weights, last = file_sizes(model)
+    assert weights <= (tmp_path / "m.pt").stat().st_size < weights + 64_000
+    assert last <= (tmp_path / "last.pt").stat().st_size < last + 64_000
