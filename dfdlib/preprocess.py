@@ -259,13 +259,14 @@ def _pool_pass(tasks, order: list[int], fn, workers: int, record, initializer) -
 
 def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: PreprocessConfig | None = None,
                        workers: int = 1, shard=None, overwrite: bool = False, progress: bool = True,
-                       layout: str | None = None, split_file=None) -> pd.DataFrame:
+                       layout: str | None = None, split_file=None, summary: bool | None = None) -> pd.DataFrame:
     """Extract face crops for every video of a dataset (stage 1).
 
     Takes the dataset root (any layout of layouts.LAYOUTS, detected from the tree unless `layout` names
     one; `split_file` an official split list), the output root, a PreprocessConfig, the number of
     worker processes, an optional shard ("K/N" or (K, N): this run does only its share, with no
-    overlap between shards), `overwrite` (redo finished videos) and `progress` (bar + summary).
+    overlap between shards), `overwrite` (redo finished videos), `progress` (bar) and `summary` (the
+    closing counts; default: as `progress`).
     Writes `<out>/<label>/<name>/frame_<i>.jpg` + `faces.json` per ok video and the report
     `<out>/preprocess_report.csv` (`preprocess_report_shard-K-of-N.csv` for a shard, so machines
     sharing `out` do not overwrite each other's), plus `<out>/layout.json` (the layout and what was
@@ -312,7 +313,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     report = report.reset_index(drop=True)
     name = "preprocess_report.csv" if shard is None else f"preprocess_report_shard-{shard[0]}-of-{shard[1]}.csv"
     write_csv(report, out / name)
-    if progress:
+    if progress if summary is None else summary:
         _print_summary(report, out / name, len(all_tasks), shard)
     return report
 

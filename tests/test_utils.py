@@ -70,3 +70,14 @@ def test_python_dash_m_works():
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert '"torch"' in r.stdout
+
+
+def test_preprocess_help_shows_every_default_and_the_exit_status(capsys):
+    """Issue 25.8/25.3: --workers and --shard show their defaults; the exit status is documented."""
+    from dfdlib.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["preprocess", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "one core each) (default: 1)" in text and "(default: none = every video)" in text
+    assert "Exit status: 0 when every video was done" in text and "even with --no-progress" in text
