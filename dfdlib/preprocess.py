@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .layout_scan import CLASSES
 from .preprocess_config import PreprocessConfig
-from .utils import atomic_dir, atomic_write, ensure_writable, write_csv
+from .utils import atomic_dir, atomic_write, ensure_writable, start_worker, write_csv
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -243,7 +243,9 @@ def _pool_pass(tasks, order: list[int], fn, workers: int, record, initializer) -
 
     crashed = False
     # spawn, not fork: a forked TensorFlow deadlocks, and spawn behaves the same on Linux, macOS, Windows
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=initializer) as ex:
+    # Workers end with this process (start_worker), even when it is killed: no orphan keeps its ~1.4 GB.
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                             initializer=partial(start_worker, os.getpid(), initializer)) as ex:
         futures = {ex.submit(fn, tasks[i]): i for i in order}
         try:
             for fut in as_completed(futures):

@@ -482,3 +482,67 @@ def test_sizes_the_full_disk_message_gives_are_those_of_the_files(tmp_path):
     weights, last = file_sizes(model)
     assert weights <= (tmp_path / "m.pt").stat().st_size < weights + 64_000
     assert last <= (tmp_path / "last.pt").stat().st_size < last + 64_000
+
+
+# ------------------------------------------------------------------------- workers end with their parent
+WORK_MODULE = '''
+import os, time
+def hang(task):
+    open(os.path.join(os.environ["PIDS_DIR"], str(os.getpid())), "w").close()
+    time.sleep(600)
+    return {}
+def noop():
+    pass
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def _kill_parent_then_wait_for_workers(tmp_path, script: str, n_workers: int) -> list[int]:
+    """Run `script` (which starts workers that write their pid into PIDS_DIR and hang), SIGKILL it once every
+    worker is up, and return the worker pids still alive 15 s later (killing those, so nothing leaks)."""
+    (tmp_path / "hangmod.py").write_text(WORK_MODULE)
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    env = {**os.environ, "PIDS_DIR": str(pids_dir), "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path), str(Path(dfdlib.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 120
+    while len(list(pids_dir.iterdir())) < n_workers and time.monotonic() < deadline and parent.poll() is None:
+        time.sleep(0.2)
+    workers = [int(p.name) for p in pids_dir.iterdir()]
+    assert len(workers) == n_workers, "the workers did not start"
+    parent.kill()  # as the out-of-memory killer would
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    return left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_preprocess_main_process_ends_its_workers(tmp_path):
+    """Issue 25.4: SIGKILL of the process that runs the pool (as the OOM killer does) must not leave idle
+    workers of ~1.4 GB each running: they end with their parent."""
+    script = ("import hangmod\nfrom dfdlib.preprocess import run_tasks\n"
+              "run_tasks([1, 2, 3, 4], hangmod.hang, workers=2, initializer=hangmod.noop)\n")
+    assert _kill_parent_then_wait_for_workers(tmp_path, script, 2) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_parent_watchdog_ends_a_worker_without_prctl(tmp_path):
+    """The fallback where PR_SET_PDEATHSIG does not exist (macOS): the watchdog thread notices the parent died."""
+    script = ("import os, subprocess, sys\n"
+              "subprocess.Popen([sys.executable, '-c', 'import os, hangmod\\nfrom dfdlib.utils import die_with_parent"
+              "\\ndie_with_parent(%d, poll=0.2, use_prctl=False)\\nhangmod.hang(0)' % os.getpid()])\n"
+              "import time; time.sleep(600)\n")
+    assert _kill_parent_then_wait_for_workers(tmp_path, script, 1) == []
