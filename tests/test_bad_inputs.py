@@ -563,6 +563,26 @@ def test_preprocess_exits_1_and_prints_its_summary_with_no_progress_when_videos_
     assert "1 ok, 1 skipped_done, 1 no_face" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("splits, problem", [
+    (["train", "val", "train", ""], "line 5: empty split"),
+    (["train", "train", "train", "test"], "no 'val' rows"),
+])
+def test_labels_check_refuses_what_train_refuses(processed_root, tmp_path, capsys, splits, problem):
+    """Issue 25.5: `dfd labels --check` said OK (with a '(none): 0 real / 1 fake' imbalance warning) to a CSV
+    that `dfd train` refused. One validation: both refuse it with the same message naming the file and line."""
+    csv = tmp_path / "l.csv"
+    write_labels(pd.DataFrame({"filename": ["real/v0", "real/v1", "fake/v0", "fake/v1"], "label": [0, 0, 1, 1],
+                               "split": splits}), csv)
+    assert cli.main(["labels", str(processed_root), "--check", str(csv)]) == 1
+    check = capsys.readouterr()
+    assert "OK" not in check.out and str(csv) in check.err and problem in check.err and "(none)" not in check.err
+    rc = cli.main(["train", "--csv", str(csv), "--data", str(processed_root), "--out", str(tmp_path / "run"),
+                   "--sequence-length", "4", "--backbone", "tiny", "--weights", "none", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 1 and problem in err and str(csv) in err and "Traceback" not in err
+    assert err.split(": error: ", 1)[1].strip() == check.err.split("dfd labels: ", 1)[1].strip()  # the same words
+
+
 def test_disk_full_while_saving_a_checkpoint_says_how_to_resume(processed_root, tmp_path, monkeypatch, capsys):
     import dfdlib.checkpoint as ck
 
