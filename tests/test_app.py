@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -244,6 +245,54 @@ def test_close_removes_the_temp_folder_and_wide_hosts_warn(models_dir, monkeypat
     monkeypatch.setattr(app_module, "build_app", refuse)  # the warning comes before anything listens
     with pytest.warns(UserWarning, match="anyone who can reach this machine"), pytest.raises(RuntimeError):
         launch_app(models_dir, host="0.0.0.0", block=False)
+
+
+def test_result_files_do_not_pile_up(app, client, sample_dir, monkeypatch):
+    """Issue 25.6: every request wrote a result folder that stayed until the app closed; only the newest
+    app_core.KEPT_RESULTS stay."""
+    monkeypatch.setattr(app_core, "KEPT_RESULTS", 2)
+    for i in range(4):
+        downloads = _analyse(client, [_video(sample_dir, "real", i % 2)])[6]
+        assert all(Path(p).name.startswith("dfd_results.") for p in downloads)
+    kept = sorted(app.dfd_temp_dir.glob("result-*"))
+    assert len(kept) == 2 and all((k / "dfd_results.json").is_file() for k in kept)
+
+
+def test_sigterm_removes_the_app_temp_folder(models_dir, tmp_path):
+    """Issue 25.6: `docker stop` / `systemctl stop` send SIGTERM, which skips atexit: the uploads, crops and
+    results in /tmp/dfd-app-* stayed. The folder goes, and the process still ends of SIGTERM."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "dfdlib", "app", "--models", str(models_dir), "--port",
+                             str(port), "--examples", "", "--device", "cpu"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, up = time.monotonic() + 180, False
+        while not up and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                up = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert up, "the app did not start"
+        temps = list(tmp_path.glob("dfd-app-*"))
+        assert len(temps) == 1 and list(temps[0].glob("app-*"))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == -signal.SIGTERM
+        assert not temps[0].exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_browser_uploads_a_video_and_shows_the_verdict(app, sample_dir, tmp_path):
