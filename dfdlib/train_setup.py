@@ -314,6 +314,30 @@ def build_schedule(cfg, optimizer, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def score(row: dict, monitor: str) -> list:
+    """The best-model key of a history row (greater is better): val AUC then lower val loss, or val loss."""
+    if monitor == "val_loss":
+        return [-row["val_loss"]]
+    return [-math.inf if row["val_auc"] is None else row["val_auc"], -row["val_loss"]]
+
+
+STALL_EPOCHS = 3  # epochs at chance-level loss before the trainer says the model is not learning
+
+
+def stalled(history: list[dict], cfg) -> str | None:
+    """A warning when the training loss has not moved (within 0.02) from chance level (ln 2 = 0.693 for two
+    classes, or above) over the first STALL_EPOCHS epochs, said once (at that epoch); None otherwise."""
+    losses = [r["train_loss"] for r in history]
+    if len(losses) != STALL_EPOCHS or min(losses) < math.log(2) - 0.02 or max(losses) - min(losses) > 0.02:
+        return None
+    scratch = "the backbone starts from random weights (weights none), which needs " if not cfg.weights else ""
+    return (f"warning: the training loss has stayed at {losses[-1]:.2f} (chance for two classes: 0.69) for "
+            f"{STALL_EPOCHS} epochs at learning_rate={cfg.learning_rate:g}: the model is not learning. "
+            f"{scratch.capitalize()}{'a' if scratch else 'Try a'} higher learning rate (e.g. --lr "
+            f"{10 * cfg.learning_rate:g}; the default is 1e-3 from scratch, 1e-4 pretrained); check also that "
+            "the labels match the videos.")
+
+
 def set_frozen(model, frozen: bool, device, world: int):
     """Freeze or unfreeze the backbone; returns the model to call (a new DDP wrapper under torchrun, since
     DDP registers the trainable parameters when it is built; the model itself otherwise)."""
