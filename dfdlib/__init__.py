@@ -27,7 +27,7 @@ _API = {
     "VideoInfo": "video", "VideoError": "video", "probe_video": "video", "read_frames": "video",
     "sample_indices": "video",
     "PreprocessConfig": "preprocess_config", "FaceDetector": "faces", "extract_faces": "faces", "crop_face": "faces",
-    "preprocess_dataset": "preprocess",
+    "preprocess_dataset": "preprocess", "crop_grid": "crop_grid",
     # stage 2: labels
     "LabelsError": "labels", "from_folders": "importers", "from_dfdc_metadata": "importers",
     "from_gobal_metadata": "importers", "validate_labels": "labels", "split_labels": "splits",
