@@ -168,8 +168,9 @@ def test_kill_9_during_preprocessing_then_rerun_equals_an_uninterrupted_run(tmp_
     with pytest.warns(UserWarning, match="no fake videos"):
         assert dfdlib.from_folders(out, split=None)["filename"].tolist() == ["real/b"]
 
-    # rerun the same command: finished work is kept, the rest is done, the result equals the reference
-    assert cli.main(["preprocess", str(src), str(out), *CFG_FLAGS]) == 0
+    # rerun the same command: finished work is kept, the rest is done, the result equals the reference; the
+    # empty video failed, which the exit status says (issue 25.3)
+    assert cli.main(["preprocess", str(src), str(out), *CFG_FLAGS]) == 1
     report = pd.read_csv(out / "preprocess_report.csv").set_index("video")
     assert report["status"].to_dict() == {"real/a_broken.mp4": "unreadable", "real/b.mp4": "skipped_done",
                                           "real/c.mp4": "ok", "fake/d.mp4": "ok"}
