@@ -9,15 +9,18 @@ built, so `import dfdlib` and `dfd --help` work without it. The page only lays t
 computed lives in app_core.py, and the verdict is `predict_video`'s. Requests are queued (one analysis
 at a time by default: a model and MTCNN on a CPU or one GPU gain nothing from two videos at once), each
 upload is deleted once analysed, and everything Gradio stores lives in one private temporary folder that
-is removed when the process exits (each app's result files in a subfolder, removed when it closes).
+is removed when the process exits, also on SIGTERM/SIGHUP (`docker stop`, `systemctl stop`), each app's
+result files in a subfolder, removed when it closes, of which only the newest `app_core.KEPT_RESULTS` stay.
 """
 from __future__ import annotations
 
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -39,8 +42,27 @@ def upload_root() -> Path:
     if _upload_root is None or not _upload_root.is_dir():
         _upload_root = Path(tempfile.mkdtemp(prefix="dfd-app-"))
         atexit.register(shutil.rmtree, _upload_root, True)
+        _clean_on_signals()
     os.environ["GRADIO_TEMP_DIR"] = str(_upload_root)
     return _upload_root
+
+
+def _clean_on_signals() -> None:
+    """SIGTERM and SIGHUP end a process without atexit: remove the temp folder first, then end of the signal as
+    before. Only where nobody else handles them (a handler is installed from the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def remove_then_die(signum, frame):
+        if _upload_root is not None:
+            shutil.rmtree(_upload_root, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, remove_then_die)
 
 
 def _gradio():
@@ -182,6 +204,7 @@ def build_app(models_dir: str | Path = "models", max_size_mb: float | None = Non
             done.append((name, a))
         out = Path(tempfile.mkdtemp(prefix="result-", dir=temp))
         json_path, csv_path = core.write_results(done, out)
+        core.prune_results(temp, core.KEPT_RESULTS)  # bounded: the oldest results go
         faces = pd.DataFrame([{"video": n} | f for n, a in done for f in a.faces])
         several = len(done) > 1
         crops = [(img, f"{n} · {t}" if several else f"frame {t}") for n, a in done for t, img in enumerate(a.crops)]

@@ -23,6 +23,7 @@ from .video import VIDEO_EXTENSIONS, is_video_file
 BEST, ENSEMBLE = "best", "ensemble"   # model menu values besides a file name
 DEFAULT_MAX_MB = 200                  # upload size limit (MB) unless --max-size-mb says otherwise
 MAX_FACES = 4                         # faces scored per video (most prominent first)
+KEPT_RESULTS = 32                     # result folders (JSON + CSV downloads) kept per app: newest first
 
 # What to try, per Prediction.status, shown under the reason.
 HINTS = {
@@ -334,3 +335,15 @@ def write_results(analyses: list[tuple[str, Analysis]], folder: str | Path) -> t
             for r in records]
     csv_path = write_csv(pd.DataFrame(rows), folder / "dfd_results.csv")
     return json_path, csv_path
+
+
+def prune_results(folder: str | Path, keep: int = KEPT_RESULTS, prefix: str = "result-") -> int:
+    """Delete all but the `keep` newest `<prefix>*` folders in `folder`, so a long-running app's result files
+    do not pile up (a page shows only its latest result). Returns how many were removed."""
+    import shutil
+
+    found = sorted((p for p in Path(folder).glob(prefix + "*") if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
+    old = found[:max(0, len(found) - max(1, keep))]
+    for p in old:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(old)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -168,16 +169,51 @@ def write_history(history: list[dict], run_dir: Path) -> None:
     write_csv(pd.DataFrame(history), run_dir / "history.csv")
 
 
+def file_sizes(model) -> tuple[int, int]:
+    """Bytes that a best model file and last.pt of `model` take (weights; last.pt adds AdamW's two moments)."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights, weights + 2 * params
+
+
+def write_error(e: BaseException) -> OSError | None:
+    """The OSError behind a failed write: itself, or the one torch.save wraps in a RuntimeError
+    ("[enforce fail at inline_container.cc] unexpected pos ..."). None for an unrelated error."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(e, RuntimeError) and any(k in str(e) for k in ("inline_container", "file write failed")):
+        return OSError(None, "the file could not be written (disk full?)")
+    return None
+
+
 @contextlib.contextmanager
-def saving(epoch: int, run_dir: Path):
-    """A failed write (full disk, lost permissions) becomes advice; atomic writes kept the previous files."""
+def saving(epoch: int, run_dir: Path, model=None, written: str | None = None, saved: int | None = None):
+    """A failed write (full disk, lost permissions) becomes an OSError with advice: what happened, how much
+    space the run's files need, that --resume continues. Atomic writes kept the previous files; `written`
+    (a best model file this epoch wrote and last.pt does not name yet) is deleted so nothing stray stays.
+    `saved`: the epoch last.pt holds (default: `epoch`, the one before this)."""
     try:
         yield
-    except OSError as e:
-        kept = f"{run_dir / 'last.pt'} still holds epoch {epoch}" if epoch else "no epoch had been saved yet"
-        raise OSError(e.errno, f"could not save epoch {epoch + 1} in {run_dir} ({e.strerror or e}). Free "
-                               "disk space or fix the folder's permissions, then rerun with resume=True "
-                               f"(--resume); {kept}") from e
+    except (OSError, RuntimeError) as e:
+        cause = write_error(e)
+        if cause is None:
+            raise
+        if written:
+            Path(written).unlink(missing_ok=True)
+        saved = epoch if saved is None else saved
+        kept = f"{run_dir / 'last.pt'} holds epoch {saved}" if saved else "no epoch had been saved yet"
+        need = ""
+        if model is not None:
+            mb, last_mb = (b / 1e6 for b in file_sizes(model))
+            free = shutil.disk_usage(run_dir).free / 1e6 if run_dir.exists() else float("nan")
+            need = (f" This run needs about {mb:.0f} MB per model file and {last_mb:.0f} MB for last.pt (plus a "
+                    f"temp copy of each while it is written); {free:.0f} MB are free there.")
+        raise OSError(cause.errno, f"could not save epoch {epoch + 1} in {run_dir}: {cause.strerror or cause}."
+                                   f"{need} Free disk space or fix the folder's permissions, then rerun with "
+                                   f"resume=True (--resume) to continue; {kept}") from e
 
 
 def write_report(run_dir: Path, history, best: dict, test: dict | None, y, p, monitor: str, log) -> None:

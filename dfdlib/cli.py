@@ -12,7 +12,7 @@ import sys
 
 # (module, ...) whose add_cli() registers sub-commands, in the order `dfd --help` lists them.
 _STAGE_MODULES = ["sample", "preprocess_cli", "labels_cli", "train_cli", "predict", "evaluate", "registry", "sweep",
-                  "demo", "app"]
+                  "demo", "app", "clipstore"]
 
 
 def _cmd_env(args: argparse.Namespace) -> int:

@@ -165,14 +165,22 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
     with atomic_write(out / "summary.json") as f:
         json.dump(summary, f, indent=2)
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Results in {out}/")
+    print_summary(summary, out)
+    return summary
+
+
+def print_summary(summary: dict, out: Path) -> None:
+    """The demo's closing lines, numbers rounded for reading (summary.json keeps them exact)."""
+    def num(v, spec: str) -> str:
+        return "n/a" if v is None else format(v, spec)
+
     print(f"  model file      : {summary['model']}")
-    print(f"  test ROC-AUC    : {summary['test_roc_auc']}  (accuracy {summary['test_accuracy']}, "
-          f"n={summary['n_test']})")
+    print(f"  test ROC-AUC    : {num(summary['test_roc_auc'], '.3f')}  (accuracy "
+          f"{num(summary['test_accuracy'], '.1%')}, n={summary['n_test']})")
     print(f"  test metrics    : {out / 'evaluate'}/ (metrics JSON, confusion.png, roc.png)")
     print(f"  training curves : {out / 'plots'}/")
     print(f"  predictions     : {summary['predictions_csv']} ({summary['predicted_correctly']}/"
           f"{summary['n_predicted']} held-out test videos right)")
-    return summary
 
 
 def add_cli(subparsers) -> None:

@@ -159,15 +159,18 @@ def _norm_filename(raw) -> tuple[str, str | None]:
 
 
 def validate_labels(labels, processed_root, sequence_length: int | None = None, short: str = "error",
-                    require_split: bool = False, groups: dict[str, str] | None = None) -> pd.DataFrame:
+                    require_split: bool = False, groups: dict[str, str] | None = None,
+                    training: bool = True) -> pd.DataFrame:
     """Check a labels CSV (path or DataFrame) against the processed folders before training.
 
     Returns a normalised frame: int `label` 0/1, `filename` with forward slashes, optional columns as text,
     and `frames` (number of frame_*.jpg). Folders with fewer than `sequence_length` frames are an error
     (`short="error"`), left out with a warning (`"drop"`) or kept for the dataset to pad by repeating the
     last frame (`"pad"`). `groups` (filename → group, e.g. label_sources.dataset_groups) fills a missing
-    `group` column so that a split made without groups is checked for leakage too. Raises LabelsError listing every bad row at once; FileNotFoundError for a
-    missing CSV or processed root.
+    `group` column so that a split made without groups is checked for leakage too. `training` (the default:
+    `dfd train` and `dfd labels --check` share this one validation) adds what training needs of a split
+    column that is used: no empty split cell, train and val rows (no split column at all: training makes
+    one). Raises LabelsError listing every bad row at once; FileNotFoundError for a missing CSV or root.
     """
     if short not in ("error", "drop", "pad"):
         raise ValueError(f"short must be 'error', 'drop' or 'pad', got {short!r}")
@@ -207,11 +210,16 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
         df["group"] = [groups.get(n) or groups.get(split_face(n)[0], "") for n in names]  # face_<k>: the video's
     if "split" in df.columns:
         df["split"] = [s.lower() for s in df["split"]]
+        used = df["split"].ne("").any()  # a split column left empty everywhere: training splits 70/15/15 itself
         for ln, s in zip(lines, df["split"], strict=True):
             if s and s not in SPLITS:
                 problems.append((ln, f"split {s!r} is not train/val/test: fix it or re-split with split_labels"))
-            elif not s and require_split:
+            elif not s and (require_split or (training and used)):
                 problems.append((ln, "empty split: fill train/val/test, or re-split with split_labels / `dfd labels`"))
+        for s in ("train", "val") if training and used else ():
+            if not df["split"].eq(s).any():
+                problems.append((None, f"no '{s}' rows: training needs train and val splits (re-split with "
+                                       "dfdlib.split_labels or `dfd labels --ratios 0.7,0.15,0.15`)"))
     elif require_split:
         problems.append((1, "no split column: add one with split_labels(...) or create the CSV with `dfd labels` "
                             "(it splits 70/15/15 by default)"))

@@ -361,12 +361,24 @@ def _cli_predict(args) -> int:
         print(f"predictions written to {args.out}")
     if args.explain:
         print(f"Grad-CAM overlays written to {args.explain}/")
-    return 0 if (df["status"] == "ok").any() else 1
+    return _summary(df)
+
+
+def _summary(df: pd.DataFrame) -> int:
+    """One closing line (printed whatever --no-progress says) and the exit status: 1 if a video got no verdict."""
+    ok = df["status"] == "ok"
+    labels = ", ".join(f"{n} {k}" for k, n in df.loc[ok, "label"].value_counts().sort_index().items())
+    missing = ", ".join(f"{n} {k}" for k, n in df.loc[~ok, "status"].value_counts().items())
+    print(f"predict: {len(df)} video(s): {ok.sum()} verdict(s)" + (f" ({labels})" if labels else "")
+          + (f"; {(~ok).sum()} without a verdict ({missing}); exit status 1" if missing else ""))
+    return 0 if ok.all() else 1
 
 
 def add_cli(subparsers) -> None:
     """Register `dfd predict MODEL [MODEL ...] VIDEO ...` (`dfd evaluate` is registered by evaluate.py)."""
-    p = subparsers.add_parser("predict", help="REAL/FAKE verdicts for videos (several models = ensemble)")
+    p = subparsers.add_parser("predict", help="REAL/FAKE verdicts for videos (several models = ensemble)",
+                              epilog="Exit status: 0 when every video got a verdict, 1 when one did not (no face, "
+                                     "unreadable, ...: see its line) or on an error.")
     p.add_argument("paths", nargs="*", metavar="MODEL_OR_VIDEO",
                    help="model files (.pt/.pth; several = ensemble) and videos or folders of videos")
     p.add_argument("--model", action="append", default=[], help="a model file whatever its name (repeatable)")

@@ -19,17 +19,14 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .layout_scan import CLASSES
 from .preprocess_config import PreprocessConfig
+from .preprocess_report import ERRORS_LOG, REPORT_COLUMNS, print_summary, sort_report, write_errors
 from .reuse import link_originals, reuse_or_none
-from .utils import atomic_dir, atomic_write, ensure_writable, strict, write_csv
+from .utils import atomic_dir, atomic_write, ensure_writable, start_worker, strict, write_csv
 
 if TYPE_CHECKING:
     import pandas as pd
 
-REPORT_COLUMNS = ["video", "label", "status", "reason", "frames", "filled", "seconds", "group", "method",
-                  "detect_side", "faces", "replaced", "boxes_from"]
-ERRORS_LOG = "preprocess_errors.log"  # tracebacks of the videos with status "error" (bugs), beside the report
 
 
 @dataclass
@@ -264,7 +261,9 @@ def _pool_pass(tasks, order: list[int], fn, workers: int, record, initializer) -
 
     crashed = False
     # spawn, not fork: a forked TensorFlow deadlocks, and spawn behaves the same on Linux, macOS, Windows
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=initializer) as ex:
+    # Workers end with this process (start_worker), even when it is killed: no orphan keeps its ~1.4 GB.
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                             initializer=partial(start_worker, os.getpid(), initializer)) as ex:
         futures = {ex.submit(fn, tasks[i]): i for i in order}
         try:
             for fut in as_completed(futures):
@@ -280,15 +279,17 @@ def _pool_pass(tasks, order: list[int], fn, workers: int, record, initializer) -
 
 def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: PreprocessConfig | None = None,
                        workers: int = 1, shard=None, overwrite: bool = False, progress: bool = True,
-                       layout: str | None = None, split_file=None, ray=None) -> pd.DataFrame:
+                       layout: str | None = None, split_file=None, ray=None,
+                       summary: bool | None = None) -> pd.DataFrame:
     """Extract face crops for every video of a dataset (stage 1).
 
     Takes the dataset root (any layout of layouts.LAYOUTS, detected from the tree unless `layout` names
     one; `split_file` an official split list), the output root, a PreprocessConfig, the number of
     worker processes, an optional shard ("K/N" or (K, N): this run does only its share, with no
-    overlap between shards), `overwrite` (redo finished videos), `progress` (bar + summary) and `ray`
-    (None: this machine; True or 'local': a local Ray instance; 'auto' or 'ray://HOST:PORT': join a Ray
-    cluster, see preprocess_ray; `workers` > 1 then caps the Ray actors).
+    overlap between shards), `overwrite` (redo finished videos), `progress` (bar), `summary` (the
+    closing counts; default: as `progress`) and `ray` (None: this machine; True or 'local': a local Ray
+    instance; 'auto' or 'ray://HOST:PORT': join a Ray cluster, see preprocess_ray; `workers` > 1 then caps
+    the Ray actors).
     Writes `<out>/<label>/<name>/frame_<i>.jpg` + `faces.json` per ok video and the report
     `<out>/preprocess_report.csv` (`preprocess_report_shard-K-of-N.csv` for a shard, so machines
     sharing `out` do not overwrite each other's), plus `<out>/layout.json` (the layout and what was
@@ -339,22 +340,13 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
             rows = run_tasks(todo, fn, workers, on_row)
     finally:
         bar.close()
-    _write_errors(out, done_rows + rows, shard)
+    write_errors(out, done_rows + rows, shard)
     report = sort_report(pd.DataFrame(done_rows + rows, columns=REPORT_COLUMNS))
     name = "preprocess_report.csv" if shard is None else f"preprocess_report_shard-{shard[0]}-of-{shard[1]}.csv"
     write_csv(report, out / name)
-    if progress:
-        _print_summary(report, out / name, len(all_tasks), shard)
+    if progress if summary is None else summary:
+        print_summary(report, out / name, len(all_tasks), shard)
     return report
-
-
-def _write_errors(out: Path, rows: list[dict], shard) -> None:
-    """The tracebacks of this run's "error" rows, to ERRORS_LOG (per shard) beside the report."""
-    bad = [r for r in rows if r.get("traceback")]
-    name = ERRORS_LOG if shard is None else ERRORS_LOG.replace(".log", f"_shard-{shard[0]}-of-{shard[1]}.log")
-    if bad:
-        with atomic_write(out / name) as f:
-            f.write("".join(f"=== {r['video']}\n{r['traceback']}\n" for r in bad))
 
 
 def _write_layout(out: Path, src, layout: str, samples: list, problems: list[str], forced: bool,
@@ -372,27 +364,3 @@ def _write_layout(out: Path, src, layout: str, samples: list, problems: list[str
         print(f"layout: {layout} ({how}): {len(samples)} videos in {report['groups']} groups ({methods})"
               + (f", official split {report['official_split']}" if report["official_split"] else "")
               + (f"; {len(problems)} problem(s) skipped, see {out / 'layout.json'}" if problems else ""))
-
-
-def sort_report(report: pd.DataFrame) -> pd.DataFrame:
-    """Report rows in the order every report is written: real, then fake, then by video; index reset."""
-    report = report.sort_values(["label", "video"], key=lambda s: s.map(_label_order) if s.name == "label" else s)
-    return report.reset_index(drop=True)
-
-
-def _label_order(label: str) -> int:
-    return CLASSES.index(label) if label in CLASSES else len(CLASSES)
-
-
-def _print_summary(report: pd.DataFrame, path: Path, n_all: int, shard) -> None:
-    counts = report["status"].value_counts()
-    parts = [f"{counts.get(s, 0)} {s}" for s in ("ok", "skipped_done", "no_face", "too_short", "unreadable")]
-    if counts.get("error", 0):
-        parts.append(f"{counts['error']} ERROR (bugs in dfdlib: tracebacks in {path.parent / ERRORS_LOG})")
-    where = f" (shard {shard[0]}/{shard[1]} of {n_all})" if shard else ""
-    print(f"preprocess: {len(report)} videos{where}: {', '.join(parts)}; report: {path}")
-    bad = report[~report["status"].isin(["ok", "skipped_done"])]
-    for _, r in bad.head(5).iterrows():
-        print(f"  {r['status']}: {r['reason']}")
-    if len(bad) > 5:
-        print(f"  ... and {len(bad) - 5} more (see the report's reason column)")

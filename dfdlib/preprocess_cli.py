@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 
 from .config import add_dataclass_args
@@ -13,13 +14,17 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "preprocess", help="videos → face crops: SRC (any known layout) → OUT/{real,fake}/<video>/frame_<i>.jpg",
         description="Sample frames, detect and track one face per video (MTCNN), save square crops. Rerunning "
-                    "skips finished videos.", )
+                    "skips finished videos.",
+        epilog="Exit status: 0 when every video was done (or had no usable face: no_face, too_short), 1 when a "
+               "video failed (could not be read or its crops written: see the report) or on an error. The "
+               "summary is printed even with --no-progress.")
     p.add_argument("src", help="dataset root as downloaded: real/+fake/ folders, FaceForensics++, Celeb-DF, DFDC, "
                                "or a manifest CSV (path,label[,group][,method])")
     p.add_argument("out", help="output root for the face crops")
     add_dataclass_args(p, PreprocessConfig)  # one flag per field, help from the field metadata
-    p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each)")
-    p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4")
+    p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each) (default: 1)")
+    p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4 "
+                                                               "(default: none = every video)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on Ray (pip install 'dfdlib[ray]'): alone, a local Ray instance; 'auto' or "
                         "ray://HOST:10001 joins a cluster (every node needs dfdlib and the same SRC/OUT paths); "
@@ -30,7 +35,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--split-file", default=None, metavar="PATH",
                    help="official split: FF++ train/val/test.json (or their folder), Celeb-DF "
                         "List_of_testing_videos.txt (default: used when found in SRC)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the summary is still printed)")
     p.set_defaults(func=_cli)
 
     m = subparsers.add_parser(
@@ -54,9 +59,16 @@ def _cli(args: argparse.Namespace) -> int:
     cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig) if hasattr(args, f.name)})
     report = preprocess_dataset(args.src, args.out, cfg, workers=args.workers, shard=args.shard,
                                 overwrite=args.overwrite, progress=not args.no_progress, layout=args.layout,
-                                split_file=args.split_file, ray=args.ray)
+                                split_file=args.split_file, ray=args.ray, summary=True)
+    # no_face / too_short describe the video; any other status (unreadable, error) is work that was lost.
+    failed = report[~report["status"].isin(["ok", "skipped_done", "no_face", "too_short"])]
     usable = report["status"].isin(["ok", "skipped_done"]).sum()
-    return 0 if usable or report.empty else 1
+    if len(failed):
+        print(f"dfd preprocess: {len(failed)} of {len(report)} videos failed "
+              f"({', '.join(f'{n} {k}' for k, n in failed['status'].value_counts().items())}); their reasons are "
+              "in the report; rerun the same command once the cause is fixed (finished videos are kept)",
+              file=sys.stderr)
+    return 0 if (usable or report.empty) and failed.empty else 1
 
 
 def _merge_cli(args: argparse.Namespace) -> int:

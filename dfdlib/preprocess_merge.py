@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .preprocess import REPORT_COLUMNS, in_shard, scan_dataset, sort_report
+from .preprocess import in_shard, scan_dataset
+from .preprocess_report import REPORT_COLUMNS, sort_report
 from .utils import write_csv
 
 if TYPE_CHECKING:

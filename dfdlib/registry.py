@@ -19,6 +19,9 @@ MODEL_SUFFIXES = (".pt", ".pth")
 _ORIGINAL_NAME = re.compile(r"model_(?P<acc>\d+(?:\.\d+)?)_acc_(?P<seq>\d+)_frames", re.IGNORECASE)
 _OURS_NAME = re.compile(r"model_(?P<seq>\d+)_acc_(?P<acc>\d+(?:\.\d+)?)(?:_|\.|$)", re.IGNORECASE)
 
+# checkpoint.clear_old_run moves an earlier run aside into <run>/previous/<time>/: kept for the user, never picked.
+PREVIOUS = "previous"
+
 COLUMNS = ["path", "name", "sequence_length", "accuracy", "legacy", "created", "backbone", "image_size",
            "error"]
 
@@ -105,8 +108,22 @@ def read_model_info(path: str | Path) -> dict:
     return row
 
 
-def list_models(models_dir: str | Path = "models") -> pd.DataFrame:
-    """Every model file (.pt/.pth) under `models_dir`, read from its metadata or its name.
+def _model_files(models_dir: Path, include_previous: bool) -> tuple[list[Path], int]:
+    """(model files under `models_dir`, how many were left out for sitting in a previous/ folder)."""
+    files, aside = [], 0
+    for p in sorted(models_dir.rglob("*")):
+        if p.suffix.lower() not in MODEL_SUFFIXES or not p.is_file() or p.name.startswith(".") or p.name == "last.pt":
+            continue
+        if not include_previous and PREVIOUS in p.relative_to(models_dir).parts[:-1]:
+            aside += 1
+            continue
+        files.append(p)
+    return files, aside
+
+
+def list_models(models_dir: str | Path = "models", include_previous: bool = False) -> pd.DataFrame:
+    """Every model file (.pt/.pth) under `models_dir`, read from its metadata or its name. Files of earlier
+    runs moved aside into a `previous/` folder are left out (so never picked) unless `include_previous`.
 
     Takes a folder; returns a DataFrame with COLUMNS (accuracy is a float in %, NaN when unknown),
     sorted by sequence length then accuracy (best first). Raises FileNotFoundError if the folder is missing.
@@ -115,14 +132,15 @@ def list_models(models_dir: str | Path = "models") -> pd.DataFrame:
     if not models_dir.is_dir():
         raise FileNotFoundError(f"model folder {models_dir} does not exist; create it and copy model files "
                                 "(model_<seq>_acc_<acc>_final_data.pt) into it")
-    files = sorted(p for p in models_dir.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES and p.is_file()
-                   and not p.name.startswith(".") and p.name != "last.pt")
+    files, aside = _model_files(models_dir, include_previous)
     df = pd.DataFrame([read_model_info(p) for p in files], columns=COLUMNS)
     df["accuracy"] = pd.to_numeric(df["accuracy"], errors="coerce").astype(float)
     for col in ("sequence_length", "image_size"):
         df[col] = df[col].astype("Int64")
-    return df.sort_values(["sequence_length", "accuracy"], ascending=[True, False], na_position="last",
-                          ignore_index=True)
+    df = df.sort_values(["sequence_length", "accuracy"], ascending=[True, False], na_position="last",
+                        ignore_index=True)
+    df.attrs["previous"] = aside
+    return df
 
 
 def best_model(sequence_length: int, models_dir: str | Path = "models", include_legacy: bool = True) -> Path:
@@ -153,9 +171,12 @@ def _pick_best(df: pd.DataFrame, sequence_length: int, models_dir, include_legac
 
 
 def _cli_models(args) -> int:
-    df = list_models(args.dir)
+    df = list_models(args.dir, include_previous=args.all)
+    aside = df.attrs.get("previous", 0)
+    note = (f"{aside} model file(s) of earlier runs in {PREVIOUS}/ folders are not listed nor picked "
+            "(--all lists them)") if aside else ""
     if df.empty:
-        print(f"no model files in {args.dir}/ (expected *.pt / *.pth)")
+        print(f"no model files in {args.dir}/ (expected *.pt / *.pth)" + (f"; {note}" if note else ""))
         return 0
     if args.json:
         print(df.to_json(orient="records", indent=2))
@@ -164,8 +185,11 @@ def _cli_models(args) -> int:
     show["accuracy"] = show["accuracy"].map(lambda a: "" if pd.isna(a) else f"{a:.1f}%")
     show = show.astype(object).where(show.notna(), "")
     print(show.to_string(index=False))
-    for seq in sorted({int(s) for s in df.loc[df["error"].isna(), "sequence_length"].dropna()}):
-        print(f"best for {seq:>3} frames: {_pick_best(df, seq, args.dir).name}")
+    picks = list_models(args.dir) if args.all else df  # an earlier run's file is listed, never picked
+    for seq in sorted({int(s) for s in picks.loc[picks["error"].isna(), "sequence_length"].dropna()}):
+        print(f"best for {seq:>3} frames: {_pick_best(picks, seq, args.dir).relative_to(args.dir)}")
+    if note:
+        print(note)
     return 0
 
 
@@ -174,4 +198,5 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("models", help="list model files and the best one per sequence length")
     p.add_argument("--dir", default="models", help="model folder (default: models)")
     p.add_argument("--json", action="store_true", help="print JSON records")
+    p.add_argument("--all", action="store_true", help=f"also list earlier runs' files in {PREVIOUS}/ folders")
     p.set_defaults(func=_cli_models)

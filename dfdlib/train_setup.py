@@ -139,18 +139,16 @@ def read_labels(cfg, log):
     from .labels import validate_labels
     from .splits import split_labels
 
+    # the one validation `dfd labels --check` runs too (training=True: empty splits, train and val rows)
     df = validate_labels(cfg.csv_file, cfg.dataset_path, sequence_length=cfg.sequence_length, short="pad")
     if "split" not in df.columns or df["split"].eq("").all():
         df = split_labels(df, seed=cfg.seed)
         log(f"{cfg.csv_file} has no split column: split 70/15/15 here with seed={cfg.seed} "
             "(save a split with `dfd labels` to keep it fixed across runs)")
-    elif df["split"].eq("").any():
-        raise ValueError(f"{cfg.csv_file}: {int(df['split'].eq('').sum())} rows have an empty split; fill "
-                         "train/val/test or re-split with dfdlib.split_labels / `dfd labels`")
-    for s in ("train", "val"):
-        if not df["split"].eq(s).any():
-            raise ValueError(f"{cfg.csv_file} has no '{s}' rows; training needs train and val splits "
-                             "(re-split with dfdlib.split_labels or `dfd labels --ratios 0.7,0.15,0.15`)")
+        for s in ("train", "val"):  # a tiny CSV may leave a split empty
+            if not df["split"].eq(s).any():
+                raise ValueError(f"{cfg.csv_file}: too few rows to split into train and val ({len(df)}); "
+                                 "add videos or write the split column yourself")
     return df
 
 
@@ -314,6 +312,30 @@ def build_schedule(cfg, optimizer, steps_per_epoch: int):
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))  # floor at 1 % of the peak
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def score(row: dict, monitor: str) -> list:
+    """The best-model key of a history row (greater is better): val AUC then lower val loss, or val loss."""
+    if monitor == "val_loss":
+        return [-row["val_loss"]]
+    return [-math.inf if row["val_auc"] is None else row["val_auc"], -row["val_loss"]]
+
+
+STALL_EPOCHS = 3  # epochs at chance-level loss before the trainer says the model is not learning
+
+
+def stalled(history: list[dict], cfg) -> str | None:
+    """A warning when the training loss has not moved (within 0.02) from chance level (ln 2 = 0.693 for two
+    classes, or above) over the first STALL_EPOCHS epochs, said once (at that epoch); None otherwise."""
+    losses = [r["train_loss"] for r in history]
+    if len(losses) != STALL_EPOCHS or min(losses) < math.log(2) - 0.02 or max(losses) - min(losses) > 0.02:
+        return None
+    scratch = "the backbone starts from random weights (weights none), which needs " if not cfg.weights else ""
+    return (f"warning: the training loss has stayed at {losses[-1]:.2f} (chance for two classes: 0.69) for "
+            f"{STALL_EPOCHS} epochs at learning_rate={cfg.learning_rate:g}: the model is not learning. "
+            f"{scratch.capitalize()}{'a' if scratch else 'Try a'} higher learning rate (e.g. --lr "
+            f"{10 * cfg.learning_rate:g}; the default is 1e-3 from scratch, 1e-4 pretrained); check also that "
+            "the labels match the videos.")
 
 
 def set_frozen(model, frozen: bool, device, world: int):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import check_choices, option
+
+LR_PRETRAINED, LR_SCRATCH = 1e-4, 1e-3  # the default peak learning rate: fine-tuning vs a backbone from scratch
 
 
 @dataclass
@@ -37,7 +38,8 @@ class TrainConfig:
     out_dir: str = option("runs/train", "run folder: model file, last.pt, history.csv, metrics.json, plots/")
     sequence_length: int = option(20, "frames per clip (the guide: 10, 20 or 100)")
     batch_size: int = option(4, "clips per step per process (the guide's default)")
-    learning_rate: float = option(1e-4, "peak AdamW learning rate")
+    learning_rate: float | None = option(None, "peak AdamW learning rate; none = 1e-4 with a pretrained backbone, "
+                                         "1e-3 from scratch (weights none: at 1e-4 a random backbone learns nothing)")
     num_epochs: int = option(50, "upper bound; early stopping may end sooner")
     device: str = option("auto", "'auto' = cuda > mps > cpu; or 'cuda', 'cuda:1', 'cpu'")
     weight_decay: float = option(1e-4, "AdamW decoupled weight decay")
@@ -89,6 +91,8 @@ class TrainConfig:
                 setattr(self, k, os.fspath(v))
         if isinstance(self.weights, str) and self.weights.lower() in ("", "none", "null"):
             self.weights = None
+        if self.learning_rate is None:
+            self.learning_rate = LR_PRETRAINED if self.weights else LR_SCRATCH
         check_choices(self)
         for k in ("sequence_length", "batch_size", "num_epochs", "grad_accum", "image_size", "hidden_dim",
                   "lstm_layers"):
@@ -221,12 +225,6 @@ def evaluate(model, loader, n_items: int, loss_sum_fn, *, device, amp_dtype, ran
     return y_all, p_all, float(sum(p[3] for p in parts) / max(n_items, 1))
 
 
-def _score(row: dict, monitor: str) -> list:
-    if monitor == "val_loss":
-        return [-row["val_loss"]]
-    return [-math.inf if row["val_auc"] is None else row["val_auc"], -row["val_loss"]]
-
-
 # ------------------------------------------------------------------------------------------ the run
 def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **overrides) -> TrainResult:
     """Train a ResNeXt-LSTM on a labels CSV + processed folders and write the run folder.
@@ -297,6 +295,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                     int(state["epoch"])
                 if main:
                     ck.tidy_best_models(run_dir, state)
+                    ck.write_history(history, run_dir)  # a history.csv that missed last.pt's last row
                 log(f"resuming {run_dir} after epoch {start}/{cfg.num_epochs}")
             elif main:
                 ck.clear_old_run(run_dir, log)
@@ -343,16 +342,16 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                        "seconds": round(time.perf_counter() - t0, 3), "clips_per_s": round(stats["clips_per_s"], 2),
                        "data_wait": round(stats["data_wait"], 4)}
                 history.append(row)
-                improved = best is None or _score(row, cfg.monitor) > best["score"]
+                improved = best is None or ts.score(row, cfg.monitor) > best["score"]
                 replaced = None
                 if improved:
                     m = dict(m, epoch=row["epoch"])
                     thr = best_threshold(y, p)
-                    with ck.saving(epoch, run_dir):  # 1. the new best model file, beside the old one
+                    with ck.saving(epoch, run_dir, model):  # 1. the new best model file, beside the old one
                         path = ck.save_best(run_dir, model, cfg, m, thr, preprocess) if main else \
                             str(run_dir / ck.best_model_name(cfg.sequence_length, m["accuracy"]))
                     replaced = (best or {}).get("path")
-                    best = {"score": _score(row, cfg.monitor), "epoch": row["epoch"], "path": path, "threshold": thr,
+                    best = {"score": ts.score(row, cfg.monitor), "epoch": row["epoch"], "path": path, "threshold": thr,
                             "metrics": m}
                     since_best = 0
                 else:
@@ -362,17 +361,21 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                     f"Accuracy: {100 * m['accuracy']:.1f}% | Val_AUC: {auc}" + ("  (best, saved)" if improved else ""))
                 stopped = bool(cfg.early_stopping) and since_best >= cfg.early_stopping
                 rngs = ts.gather(ck.rng_state(device), world)  # a collective: every rank takes part
-                if main:
-                    with ck.saving(epoch, run_dir):  # 2. history + last.pt naming the new best, 3. drop the old
-                        ck.write_history(history, run_dir)
+                if main:  # 2. last.pt naming the new best (if it fails, the new file goes), 3. history, old best
+                    new = best["path"] if improved and Path(best["path"]).name != Path(replaced or "").name else None
+                    with ck.saving(epoch, run_dir, model, written=new):
                         ck.save_last(last_path, epoch=epoch + 1, stopped=stopped, config=cfg.to_dict(), model=model,
                                      optimizer=optimizer, scheduler=scheduler, scaler=scaler, best=best,
                                      history=history, rngs=rngs, replaced=replaced)
+                    with ck.saving(epoch, run_dir, model, saved=epoch + 1):
+                        ck.write_history(history, run_dir)
                         ck.remove_replaced(run_dir, replaced, best["path"])
                     if on_epoch is not None:
                         on_epoch(list(history))
                 if stopped:
                     log(f"early stopping: no {cfg.monitor} improvement for {cfg.early_stopping} epochs")
+                if (stall := ts.stalled(history, cfg)) is not None:
+                    log(stall)
 
             # ---- the best model on the test split (or validation), metrics.json and plots
             if best is None:

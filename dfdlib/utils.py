@@ -1,4 +1,5 @@
-"""Small shared helpers: atomic file/folder writes, device choice, seeding, environment report."""
+"""Small shared helpers: atomic file/folder writes, device choice, seeding, environment report, worker
+processes that end with their parent."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +8,10 @@ import platform
 import random
 import re
 import shutil
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +233,36 @@ def split_face(filename: str) -> tuple[str, int | None]:
     head, _, last = str(filename).rstrip("/").rpartition("/")
     m = FACE_DIR_RE.fullmatch(last)
     return (head, int(m.group(1))) if m and head.count("/") >= 1 else (str(filename), None)
+
+
+# ---------------------------------------------------------------- worker processes
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int, poll: float = 1.0, use_prctl: bool = True) -> None:
+    """Make this (worker) process end when `parent_pid` dies, even by SIGKILL or the out-of-memory killer, so
+    no orphaned worker keeps its memory. Linux: the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG); everywhere
+    (and as a fallback): a daemon thread that exits the process once its parent is no longer `parent_pid`."""
+    if use_prctl and sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:  # the parent died before we got here
+        os._exit(1)
+    threading.Thread(target=watch, name="dfd-parent-watchdog", daemon=True).start()
+
+
+def start_worker(parent_pid: int, initializer=None, *args) -> None:
+    """A process pool's initializer: tie the worker's life to its parent, then run `initializer(*args)`.
+    Module-level, so spawn can pickle it (with functools.partial)."""
+    die_with_parent(parent_pid)
+    if initializer is not None:
+        initializer(*args)

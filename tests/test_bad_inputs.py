@@ -224,7 +224,8 @@ def test_predict_cli_prints_one_line_per_bad_video(bad_videos, tiny_model, tmp_p
                    str(bad_videos / "real" / "no_face.mp4"), str(bad_videos / "fake" / "gray.mp4"),
                    "--out", str(tmp_path / "p.csv"), "--no-progress"])
     text = capsys.readouterr()
-    assert rc == 0  # one verdict was given
+    assert rc == 1  # two videos got no verdict: a script must be able to tell (issue 25.3)
+    assert "predict: 3 video(s): 1 verdict(s)" in text.out and "2 without a verdict" in text.out
     assert "unreadable:" in text.out and "zero.mp4" in text.out and "no_face:" in text.out
     assert "Traceback" not in text.out + text.err
     assert len(pd.read_csv(tmp_path / "p.csv")) == 3
@@ -532,6 +533,54 @@ def test_disk_full_while_writing_crops_skips_that_video_and_keeps_the_rest(tmp_p
     again = preprocess_dataset(src, out, CFG, progress=False).set_index("video")
     assert again["status"].to_dict() == {"real/a.mp4": "skipped_done", "real/b.mp4": "ok",
                                          "real/c.mp4": "skipped_done"}
+
+
+def test_preprocess_exits_1_and_prints_its_summary_with_no_progress_when_videos_were_lost(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Issue 25.3: 1 of 3 videos lost to a full disk, 1 without a face: the summary is printed with
+    --no-progress, the lost video is named on stderr and the exit status is 1 (a SLURM job can tell)."""
+    src = tmp_path / "videos"
+    (src / "real").mkdir(parents=True)
+    for name in ("a", "b"):
+        write_video(src / "real" / f"{name}.mp4", n=12, face=still)
+    write_video(src / "real" / "c.mp4", n=12, face=None)  # a wall, no face
+    real_imwrite = cv2.imwrite
+
+    def imwrite(path, *args, **kwargs):
+        if os.sep + ".b.tmp-" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_imwrite(path, *args, **kwargs)
+
+    monkeypatch.setattr(cv2, "imwrite", imwrite)
+    argv = ["preprocess", str(src), str(tmp_path / "out"), "--frames", "4", "--size", "32", "--no-progress"]
+    rc = cli.main(argv)
+    text = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in text.out + text.err
+    assert "preprocess: 3 videos: 1 ok" in text.out and "1 no_face" in text.out and "1 unreadable" in text.out
+    assert "No space left on device" in text.out and "1 of 3 videos failed" in text.err
+    monkeypatch.setattr(cv2, "imwrite", real_imwrite)  # space freed: the rerun does b, a video without a face is
+    assert cli.main(argv) == 0                        # what the data holds, not a failure
+    assert "1 ok, 1 skipped_done, 1 no_face" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("splits, problem", [
+    (["train", "val", "train", ""], "line 5: empty split"),
+    (["train", "train", "train", "test"], "no 'val' rows"),
+])
+def test_labels_check_refuses_what_train_refuses(processed_root, tmp_path, capsys, splits, problem):
+    """Issue 25.5: `dfd labels --check` said OK (with a '(none): 0 real / 1 fake' imbalance warning) to a CSV
+    that `dfd train` refused. One validation: both refuse it with the same message naming the file and line."""
+    csv = tmp_path / "l.csv"
+    write_labels(pd.DataFrame({"filename": ["real/v0", "real/v1", "fake/v0", "fake/v1"], "label": [0, 0, 1, 1],
+                               "split": splits}), csv)
+    assert cli.main(["labels", str(processed_root), "--check", str(csv)]) == 1
+    check = capsys.readouterr()
+    assert "OK" not in check.out and str(csv) in check.err and problem in check.err and "(none)" not in check.err
+    rc = cli.main(["train", "--csv", str(csv), "--data", str(processed_root), "--out", str(tmp_path / "run"),
+                   "--sequence-length", "4", "--backbone", "tiny", "--weights", "none", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 1 and problem in err and str(csv) in err and "Traceback" not in err
+    assert err.split(": error: ", 1)[1].strip() == check.err.split("dfd labels: ", 1)[1].strip()  # the same words
 
 
 def test_disk_full_while_saving_a_checkpoint_says_how_to_resume(processed_root, tmp_path, monkeypatch, capsys):

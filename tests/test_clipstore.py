@@ -121,3 +121,73 @@ def test_store_items_have_the_shape_they_were_made_for(tmp_path):
     store = clipstore.ClipStore(tmp_path / "s", 2, (2, 3, 4, 4))
     with pytest.raises(ValueError, match=r"clip 1 has shape \(2, 3, 5, 5\)"):
         store.put(1, np.zeros((2, 3, 5, 5), np.uint8))
+
+
+# ------------------------------------------------------------------------------ size cap, LRU, dfd cache
+def _sizes(store_dir):
+    return {r["shape"][-1]: r for r in clipstore.list_stores(store_dir)}
+
+
+def test_stores_stay_within_the_cap_least_recently_used_removed_first(tree, monkeypatch):
+    """Issue 25.12: each setting made a new full copy and nothing removed one. Three image sizes under an 80 kB
+    cap (16 px: 18 kB, 20 px: 29 kB, 24 px: 41 kB): making the 24 px store removes the least recently used."""
+    import gc
+
+    root, df, store_dir = tree
+    monkeypatch.setenv("DFD_CLIP_STORE_MAX_GB", str(80e3 / 1e9))
+
+    def use(size):
+        ds = FaceSequenceDataset(df, root, 4, cache="disk", store_size=size, store_dir=store_dir)
+        ds[0]
+        return ds
+
+    for size in (16, 20):
+        del_me = use(size)
+        del del_me
+        gc.collect()
+        time.sleep(0.05)
+    use(16)  # used again: now 20 px is the least recently used
+    gc.collect()
+    time.sleep(0.05)
+    with pytest.warns(UserWarning, match=r"removed \w+, the least recently used store, to stay within 0\.0 GB"):
+        keep = use(24)
+    assert sorted(_sizes(store_dir)) == [16, 24] and sum(r["bytes"] for r in _sizes(store_dir).values()) <= 80e3
+    # a store in use (a live dataset here; a training run in another process alike) is never removed
+    with pytest.warns(UserWarning, match="removed"):
+        use(20)
+    assert 24 in _sizes(store_dir) and _sizes(store_dir)[24]["in_use"] and keep.store is not None
+    assert 16 not in _sizes(store_dir)
+
+
+def test_a_store_over_the_cap_falls_back_with_a_clear_warning(tree, monkeypatch):
+    monkeypatch.setenv("DFD_CLIP_STORE_MAX_GB", "0.00001")
+    with pytest.warns(UserWarning, match=r"more than the cap of 0\.0 GB \(DFD_CLIP_STORE_MAX_GB\)"):
+        ds = dataset(tree)
+    assert ds.store is None and ds[0][0].shape == (4, 3, 16, 16)
+    monkeypatch.setenv("DFD_CLIP_STORE_MAX_GB", "lots")
+    with pytest.raises(ValueError, match="DFD_CLIP_STORE_MAX_GB='lots'"):
+        dataset(tree)
+    assert clipstore.DEFAULT_MAX_GB == 50
+
+
+def test_dfd_cache_lists_and_clears_the_stores(tree, capsys):
+    import gc
+
+    from dfdlib import cli
+
+    root, df, store_dir = tree
+    ds = dataset(tree)
+    ds[0]
+    other = FaceSequenceDataset(df, root, 4, cache="disk", store_size=20, store_dir=store_dir)
+    assert cli.main(["cache", "--dir", str(store_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "2 store(s)" in out and "4x3x16x16" in out and "1/6 clips" in out and "(in use)" in out
+    assert "cap 50.0 GB" in out
+    del other
+    gc.collect()
+    assert cli.main(["cache", "clear", "--dir", str(store_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "kept" in out and "a training run is using it" in out and "removed 1 clip store(s)" in out
+    assert list(_sizes(store_dir)) == [16]
+    assert cli.main(["cache", "clear", "nope", "--dir", str(store_dir)]) == 1
+    assert "no clip store nope" in capsys.readouterr().err

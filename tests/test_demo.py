@@ -59,3 +59,13 @@ def test_the_full_demo_reaches_its_quality_claim(tmp_path):
     assert summary["test_roc_auc"] >= 0.95, summary
     preds = pd.read_csv(tmp_path / "run" / "predictions.csv")
     assert (preds["label"] == preds["true_label"]).mean() >= 0.9  # the raw-video verdicts agree
+
+
+def test_demo_summary_rounds_its_numbers(tmp_path, capsys):
+    """Issue 25.8: the summary printed `accuracy 0.9166666666666666`."""
+    from dfdlib.demo import print_summary
+
+    print_summary({"model": "m.pt", "test_roc_auc": 0.98765, "test_accuracy": 11 / 12, "n_test": 12,
+                   "predictions_csv": "p.csv", "predicted_correctly": 11, "n_predicted": 12}, tmp_path)
+    out = capsys.readouterr().out
+    assert "test ROC-AUC    : 0.988  (accuracy 91.7%, n=12)" in out and "0.9166" not in out

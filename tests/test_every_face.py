@@ -145,7 +145,8 @@ def test_a_bug_in_the_face_stage_is_an_error_not_no_face(zoom_cut, monkeypatch, 
     import pandas as pd
 
     from dfdlib import faces
-    from dfdlib.preprocess import ERRORS_LOG, preprocess_dataset
+    from dfdlib.preprocess import preprocess_dataset
+    from dfdlib.preprocess_report import ERRORS_LOG
 
     path, _ = zoom_cut
     with pytest.raises(RuntimeError, match="boom"):  # the test suite runs strict (conftest: DFD_STRICT=1)

@@ -168,8 +168,9 @@ def test_kill_9_during_preprocessing_then_rerun_equals_an_uninterrupted_run(tmp_
     with pytest.warns(UserWarning, match="no fake videos"):
         assert dfdlib.from_folders(out, split=None)["filename"].tolist() == ["real/b"]
 
-    # rerun the same command: finished work is kept, the rest is done, the result equals the reference
-    assert cli.main(["preprocess", str(src), str(out), *CFG_FLAGS]) == 0
+    # rerun the same command: finished work is kept, the rest is done, the result equals the reference; the
+    # empty video failed, which the exit status says (issue 25.3)
+    assert cli.main(["preprocess", str(src), str(out), *CFG_FLAGS]) == 1
     report = pd.read_csv(out / "preprocess_report.csv").set_index("video")
     assert report["status"].to_dict() == {"real/a_broken.mp4": "unreadable", "real/b.mp4": "skipped_done",
                                           "real/c.mp4": "ok", "fake/d.mp4": "ok"}
@@ -415,3 +416,134 @@ def test_a_crash_while_saving_an_improved_epoch_leaves_last_pt_naming_a_best_mod
     result = train(dataclasses.replace(cfg, resume=True))
     assert result.best_model_path.exists() and len(list((tmp_path / "run").glob("model_*.pt"))) <= 2
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 3
+
+
+def test_a_full_disk_inside_torch_save_says_what_happened_how_much_space_and_leaves_nothing_stray(
+        tmp_path, monkeypatch, capsys):
+    """Issue 25.2: torch.save wraps ENOSPC in a RuntimeError ("[enforce fail at inline_container.cc] unexpected
+    pos"). The user reads the disk error, the sizes the run's files need and --resume; the improved epoch's new
+    model file and its history row are gone, so the run folder holds exactly the last good checkpoint."""
+    from test_trainer import tiny_config
+
+    import dfdlib.metrics
+    from dfdlib import checkpoint
+    from dfdlib.trainer import train
+
+    real_metrics, calls = dfdlib.metrics.compute_metrics, [0]
+
+    def improving(y, p, threshold=0.5):  # a new best (with a new file name) every epoch
+        calls[0] += 1
+        return dict(real_metrics(y, p, threshold), accuracy=calls[0] / 10, roc_auc=calls[0] / 10)
+
+    monkeypatch.setattr(dfdlib.metrics, "compute_metrics", improving)
+    real_save_last, real_fdopen = checkpoint.save_last, os.fdopen
+
+    def disk_full_save_last(path, **state):
+        if state["epoch"] != 2:
+            return real_save_last(path, **state)
+
+        def fdopen(fd, mode="r", *a, **k):  # the disk fills 1 kB into the real torch.save of last.pt
+            return io.BufferedWriter(_FailingFile(real_fdopen(fd, mode, *a, **k), 1024)) if "b" in mode else \
+                real_fdopen(fd, mode, *a, **k)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(os, "fdopen", fdopen)
+            return real_save_last(path, **state)
+
+    monkeypatch.setattr(checkpoint, "save_last", disk_full_save_last)
+    run = tmp_path / "run"
+    cfg = tiny_config(make_tiny_processed(tmp_path / "processed"), run, num_epochs=3)
+    with pytest.raises(OSError) as exc:
+        train(cfg)
+    msg = str(exc.value)
+    assert exc.value.errno == errno.ENOSPC and "No space left on device" in msg and "inline_container" not in msg
+    assert "could not save epoch 2" in msg and "holds epoch 1" in msg and "--resume" in msg
+    assert " MB per model file and " in msg and " MB for last.pt" in msg and "MB are free" in msg
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["epoch"] == 1
+    assert [p.name for p in run.glob("model_*.pt")] == [Path(last["best"]["path"]).name]  # no stray epoch-2 file
+    assert len(pd.read_csv(run / "history.csv")) == 1 and not list(run.glob(".*.tmp"))
+
+    monkeypatch.setattr(checkpoint, "save_last", real_save_last)
+    result = train(dataclasses.replace(cfg, resume=True))
+    assert len(result.history) == 3 and len(pd.read_csv(run / "history.csv")) == 3
+    assert [p.name for p in run.glob("model_*.pt")] == [result.best_model_path.name]
+
+
+def test_sizes_the_full_disk_message_gives_are_those_of_the_files(tmp_path):
+    from dfdlib.checkpoint import file_sizes
+    from dfdlib.model import ResNeXtLSTM, save_model
+
+    model = ResNeXtLSTM(backbone="tiny", hidden_dim=16)
+    save_model(tmp_path / "m.pt", model, {"sequence_length": 4})
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.zeros(1, 2, 3, 32, 32)).sum().backward()
+    opt.step()
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, tmp_path / "last.pt")
+    weights, last = file_sizes(model)
+    assert weights <= (tmp_path / "m.pt").stat().st_size < weights + 64_000
+    assert last <= (tmp_path / "last.pt").stat().st_size < last + 64_000
+
+
+# ------------------------------------------------------------------------- workers end with their parent
+WORK_MODULE = '''
+import os, time
+def hang(task):
+    open(os.path.join(os.environ["PIDS_DIR"], str(os.getpid())), "w").close()
+    time.sleep(600)
+    return {}
+def noop():
+    pass
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def _kill_parent_then_wait_for_workers(tmp_path, script: str, n_workers: int) -> list[int]:
+    """Run `script` (which starts workers that write their pid into PIDS_DIR and hang), SIGKILL it once every
+    worker is up, and return the worker pids still alive 15 s later (killing those, so nothing leaks)."""
+    (tmp_path / "hangmod.py").write_text(WORK_MODULE)
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    env = {**os.environ, "PIDS_DIR": str(pids_dir), "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path), str(Path(dfdlib.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 120
+    while len(list(pids_dir.iterdir())) < n_workers and time.monotonic() < deadline and parent.poll() is None:
+        time.sleep(0.2)
+    workers = [int(p.name) for p in pids_dir.iterdir()]
+    assert len(workers) == n_workers, "the workers did not start"
+    parent.kill()  # as the out-of-memory killer would
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    return left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_preprocess_main_process_ends_its_workers(tmp_path):
+    """Issue 25.4: SIGKILL of the process that runs the pool (as the OOM killer does) must not leave idle
+    workers of ~1.4 GB each running: they end with their parent."""
+    script = ("import hangmod\nfrom dfdlib.preprocess import run_tasks\n"
+              "run_tasks([1, 2, 3, 4], hangmod.hang, workers=2, initializer=hangmod.noop)\n")
+    assert _kill_parent_then_wait_for_workers(tmp_path, script, 2) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_parent_watchdog_ends_a_worker_without_prctl(tmp_path):
+    """The fallback where PR_SET_PDEATHSIG does not exist (macOS): the watchdog thread notices the parent died."""
+    script = ("import os, subprocess, sys\n"
+              "subprocess.Popen([sys.executable, '-c', 'import os, hangmod\\nfrom dfdlib.utils import die_with_parent"
+              "\\ndie_with_parent(%d, poll=0.2, use_prctl=False)\\nhangmod.hang(0)' % os.getpid()])\n"
+              "import time; time.sleep(600)\n")
+    assert _kill_parent_then_wait_for_workers(tmp_path, script, 1) == []

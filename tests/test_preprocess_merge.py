@@ -9,7 +9,8 @@ import pytest
 
 from dfdlib import merge_shard_reports
 from dfdlib.cli import main
-from dfdlib.preprocess import REPORT_COLUMNS, find_tasks, in_shard, sort_report
+from dfdlib.preprocess import find_tasks, in_shard
+from dfdlib.preprocess_report import REPORT_COLUMNS, sort_report
 from dfdlib.utils import write_csv
 
 N = 3

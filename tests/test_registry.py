@@ -100,3 +100,22 @@ def test_cli_models_lists_and_picks(models_dir, capsys):
     out = capsys.readouterr().out
     assert "broken.pt" in out and "cannot read" in out
     assert "best for  20 frames: model_87_acc_20_frames_final_data.pt" in out
+
+
+def test_a_run_moved_aside_into_previous_is_never_picked(tmp_path, capsys):
+    """Issue 25.1: retraining into the same --out moves the old run into previous/<time>/; its (better) model
+    file must not be picked by best_model, `dfd models` or the app over the new run's file."""
+    run = tmp_path / "models" / "run"
+    (run / "previous" / "20260101-120000").mkdir(parents=True)
+    _ours(run / "previous" / "20260101-120000" / "model_8_acc_91.7_final_data.pt", 8, 0.917)
+    _ours(run / "model_8_acc_50.0_final_data.pt", 8, 0.50)
+    models = tmp_path / "models"
+    assert best_model(8, models) == run / "model_8_acc_50.0_final_data.pt"
+    assert list(list_models(models)["name"]) == ["model_8_acc_50.0_final_data.pt"]
+    assert len(list_models(models, include_previous=True)) == 2
+    assert cli.main(["models", "--dir", str(models)]) == 0
+    out = capsys.readouterr().out
+    assert "best for   8 frames: run/model_8_acc_50.0_final_data.pt" in out and "1 model file(s) of earlier" in out
+    assert cli.main(["models", "--dir", str(models), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "91.7" in out and "best for   8 frames: run/model_8_acc_50.0_final_data.pt" in out

@@ -68,7 +68,7 @@ def test_config_roundtrip_validation(tmp_path):
     assert d["dataset_path"] == str(tmp_path / "p") and d["weights"] is None
     json.dumps(d)
     assert TrainConfig.from_dict(d) == cfg
-    assert (cfg.learning_rate, cfg.num_epochs, cfg.batch_size, cfg.sequence_length) == (1e-4, 50, 4, 20)
+    assert (cfg.learning_rate, cfg.num_epochs, cfg.batch_size, cfg.sequence_length) == (1e-3, 50, 4, 20)  # from scratch
     with pytest.raises(ValueError, match="unknown TrainConfig field.*'epochs'"):
         TrainConfig.from_dict({"epochs": 3})
     with pytest.raises(ValueError, match="balance='oversample'.*weighted, sampler, none"):
@@ -324,3 +324,23 @@ def test_on_epoch_is_called_after_every_saved_epoch_with_the_history(tiny, tmp_p
 
     result = train(tiny_config(tiny, tmp_path / "run", num_epochs=3), on_epoch=on_epoch)
     assert seen == [[1], [1, 2], [1, 2, 3]] and len(result.history) == 3
+
+
+def test_the_default_learning_rate_depends_on_the_backbone_weights():
+    """Issue 25.9: a from-scratch backbone at the fine-tuning rate (1e-4) stayed at loss 0.69 without a word."""
+    assert TrainConfig().learning_rate == 1e-4  # ImageNet weights: fine-tuning
+    assert TrainConfig(weights="none").learning_rate == TrainConfig(weights=None).learning_rate == 1e-3
+    assert TrainConfig(weights=None, learning_rate=5e-4).learning_rate == 5e-4  # given: kept
+    assert "1e-3 from scratch" in TrainConfig.__dataclass_fields__["learning_rate"].metadata["help"]
+
+
+def test_a_from_scratch_backbone_learns_at_the_default_rate_and_a_stalled_loss_is_said(tiny, tmp_path, capsys):
+    cfg = tiny_config(tiny, tmp_path / "a", learning_rate=None, num_epochs=6, batch_size=2, warmup_epochs=1)
+    assert cfg.learning_rate == 1e-3
+    h = train(cfg).history
+    assert h["train_loss"].iloc[-1] < 0.6, h  # it learns (at 1e-4: 0.70, 0.69, 0.70)
+    assert "not learning" not in capsys.readouterr().out
+    train(tiny_config(tiny, tmp_path / "b", learning_rate=1e-9, num_epochs=3, batch_size=2))
+    out = capsys.readouterr().out
+    assert "the training loss has stayed at 0.7" in out and "for 3 epochs" in out and "--lr 1e-08" in out
+    assert "random weights (weights none)" in out

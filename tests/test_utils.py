@@ -70,3 +70,33 @@ def test_python_dash_m_works():
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert '"torch"' in r.stdout
+
+
+def test_preprocess_help_shows_every_default_and_the_exit_status(capsys):
+    """Issue 25.8/25.3: --workers and --shard show their defaults; the exit status is documented."""
+    from dfdlib.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["preprocess", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "one core each) (default: 1)" in text and "(default: none = every video)" in text
+    assert "Exit status: 0 when every video was done" in text and "even with --no-progress" in text
+
+
+def test_tensorflow_says_nothing_in_the_terminal(tmp_path):
+    """Issue 25.8: TensorFlow's C++ lines (oneDNN, absl::InitializeLog, cpu_feature_guard) interleaved with
+    the progress bars of `dfd preprocess` (in the main process and in every worker) and `make demo`."""
+    from test_video import write_video
+
+    src = tmp_path / "videos"
+    (src / "real").mkdir(parents=True)
+    for name in ("a", "b"):
+        write_video(src / "real" / f"{name}.mp4", n=8, face=lambda i: (100, 20, 200))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    r = subprocess.run([sys.executable, "-m", "dfdlib", "preprocess", str(src), str(tmp_path / "out"), "--frames",
+                        "4", "--size", "32", "--workers", "2", "--no-progress"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "preprocess: 2 videos: 2 ok" in r.stdout
+    for noise in ("oneDNN", "absl", "cpu_feature_guard", "I0000", "W0000"):
+        assert noise not in r.stderr + r.stdout, r.stderr
