@@ -18,7 +18,7 @@ import numpy as np
 from .faces import Face, FaceResult, crop_face
 from .preprocess_config import PreprocessConfig
 from .tracks import iou
-from .video import VideoError, probe_video, read_frames_at
+from .video import VideoError, read_frames_at, video_header
 
 REUSE_IOU = 0.6      # a detection on the fake must overlap the original's box this much, on each check frame
 CHECK_FRAMES = 2     # frames of the fake that are detected to check the boxes
@@ -66,19 +66,17 @@ def extract_with_boxes(video_path, manifests: list[dict], config: PreprocessConf
 
     t0 = time.perf_counter()
     main = manifests[0]
-    try:
-        info = probe_video(video_path)
+    try:  # the header first (no decoding), then the decoded frames' size
+        why = same_geometry(video_header(video_path), main)
+        if why:
+            return None, why
+        indices = [int(i) for i in main["indices"]]
+        frames, info = read_frames_at(video_path, indices, max(1, (1 << 30) // (3 * len(indices))), threads)
     except VideoError as e:
         return None, str(e)
     why = same_geometry(info, main)
     if why:
         return None, why
-    indices = [int(i) for i in main["indices"]]
-    max_pixels = max(1, (1 << 30) // (3 * max(len(indices), 1)))
-    try:
-        frames, info = read_frames_at(video_path, indices, max_pixels, threads)
-    except VideoError as e:
-        return None, str(e)
     kh, kw = frames[0].shape[:2]
     fx, fy = info.width / kw, info.height / kh
     conf = [c if not f else -1.0 for c, f in zip(main["confidences"], main["filled"], strict=True)]

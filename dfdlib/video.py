@@ -105,6 +105,14 @@ def _count_frames(path: str | Path, threads: int | None = None) -> int:
     return n
 
 
+def video_header(path: str | Path) -> VideoInfo:
+    """What the container says (size, frame count, fps, rotation) without decoding a frame; counts and sizes
+    may be missing (0) or differ from the decoded frames. Raises VideoError (unreadable)."""
+    cap, info = _open(path)
+    cap.release()
+    return info
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Open a video and describe it without decoding more than needed.
 
