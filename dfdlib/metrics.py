@@ -127,7 +127,10 @@ def best_threshold(y_true, prob_fake) -> float:
         return 0.5
     hi = min(float(thr[i]), 1.0)  # thr[0] is +inf ("nothing is fake")
     lo = float(thr[i + 1]) if i + 1 < len(thr) else 0.0
-    return float(np.clip((hi + lo) / 2 if i + 1 < len(thr) else hi, 0.0, 1.0))
+    mid = (hi + lo) / 2 if i + 1 < len(thr) else hi
+    if mid <= lo:  # no float strictly between two adjacent scores (5e-324 and 0.0): the fake side's score
+        mid = hi
+    return float(np.clip(mid, 0.0, 1.0))
 
 
 def _figure(figsize):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dfdlib.metrics import (
@@ -90,6 +90,7 @@ def test_best_threshold_youden_separates_validation():
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 1), st.floats(0, 1)), min_size=1, max_size=40))
+@example([(0, 0.0), (1, 5e-324)])  # adjacent floats: no midpoint between them
 def test_metrics_property_ranges(pairs):
     y = [a for a, _ in pairs]
     p = [b for _, b in pairs]
