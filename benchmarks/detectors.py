@@ -111,7 +111,7 @@ def cold_rows(args) -> list[str]:
         save_model(model, ResNeXtLSTM(backbone="tiny").eval(), meta)
     trees = {"before (" + Path(args.cold_before).name + ")": Path(args.cold_before).resolve(),
              "after (this checkout)": ROOT.parent}
-    times, notes = {k: [] for k in trees}, {}
+    times = {k: [] for k in trees}
     for _ in range(args.repeats):
         for k, tree in trees.items():
             env = dict(os.environ, PYTHONPATH=str(tree))
@@ -121,13 +121,9 @@ def cold_rows(args) -> list[str]:
                                   env=env, cwd=tree, capture_output=True, text=True, timeout=600)
             times[k].append(time.perf_counter() - t0)
             assert done.returncode == 0 and "prob_fake" in done.stdout, done.stdout + done.stderr
-            # which code ran: the older checkout's TensorFlow path prints TF's start-up lines to stderr
-            notes.setdefault(k, "TensorFlow loaded" if "oneDNN" in done.stderr or "absl" in done.stderr
-                             else "no TensorFlow")
-    lines = ["| dfd predict, cold (1 video, 10 s 640x480, tiny model, 112 px) | s (median) | runs | |",
-             "|---|---:|---|---|"]
-    lines += [f"| {k} | {statistics.median(v):.2f} | {', '.join(f'{t:.1f}' for t in v)} | {notes[k]} |"
-              for k, v in times.items()]
+    lines = ["| dfd predict, cold (1 video, 10 s 640x480, tiny model, 112 px) | s (median) | runs |",
+             "|---|---:|---|"]
+    lines += [f"| {k} | {statistics.median(v):.2f} | {', '.join(f'{t:.1f}' for t in v)} |" for k, v in times.items()]
     print("\n".join(lines), flush=True)
     return lines
 
