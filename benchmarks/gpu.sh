@@ -47,7 +47,7 @@ import torchvision  # noqa: F401  (before TensorFlow)
 
 from dfdlib import SampleConfig, load_model, make_sample_dataset, predict_video
 from dfdlib.data import frames_to_clip
-from dfdlib.faces import PreprocessConfig, default_detector, extract_faces
+from dfdlib.preprocess.faces import PreprocessConfig, default_detector, extract_faces
 from dfdlib.model import ResNeXtLSTM, save_model
 
 work = Path(sys.argv[1]).parent

@@ -76,7 +76,7 @@ def make_dataset(work: Path, n: int, sources: list[Path]) -> tuple[Path, Path]:
 
 def child(root: str, csv: str, out: str, cache: str, max_steps: int | None) -> None:
     """The measured process: one epoch of dfdlib.train; prints one JSON line with what the run reported."""
-    from dfdlib.trainer import train
+    from dfdlib.training.loop import train
 
     t0 = time.perf_counter()
     res = train(dataset_path=root, csv_file=csv, out_dir=out, sequence_length=FRAMES, batch_size=BATCH,

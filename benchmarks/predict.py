@@ -47,8 +47,8 @@ def make_models(seq: int, image_size: int) -> tuple[Path, Path]:
     """Our model file (format + metadata) and an original-style bare state_dict, same architecture size."""
     import torch
 
-    from dfdlib.faces import PreprocessConfig
     from dfdlib.model import LegacyResNeXtLSTM, ResNeXtLSTM, save_model
+    from dfdlib.preprocess.faces import PreprocessConfig
 
     ours = WORK / f"model_{seq}_acc_0.0_bench_{image_size}.pt"
     if not ours.is_file():
@@ -103,7 +103,7 @@ def app_rows(model_file: Path, video: Path, seq: int, size: int, repeats: int) -
 
     from gradio_client import Client, handle_file
 
-    from dfdlib.app import launch_app
+    from dfdlib.app.web import launch_app
 
     models = WORK / f"app_models_{size}"
     models.mkdir(parents=True, exist_ok=True)
@@ -165,9 +165,9 @@ def main() -> None:
     import torchvision  # noqa: F401  (before TensorFlow: importing it after TF segfaults here)
 
     from dfdlib.data import frames_to_clip
-    from dfdlib.faces import PreprocessConfig, default_detector, extract_faces
     from dfdlib.model import load_model
-    from dfdlib.predict import predict_video
+    from dfdlib.predict.verdict import predict_video
+    from dfdlib.preprocess.faces import PreprocessConfig, default_detector, extract_faces
     from dfdlib.utils import atomic_write
     from dfdlib.video import probe_video
 

@@ -11,7 +11,7 @@ mp4v). For each video, with one MTCNN built up front and shared:
 Two more rows test what real footage does: `multishot_640x480` cuts every 2 s between the clip letterboxed
 and a zoomed-in shot of it (the person re-acquired after each cut), and `two_faces_1280x480` shows
 the clip and its mirror side by side (max_faces=2: both people cropped; IoU per face against the naive
-detection nearest it). Two from dfdlib.scenes: `zoom_cut_640x360`, a stage edit cutting between a close-up
+detection nearest it). Two from dfdlib.sample.scenes: `zoom_cut_640x360`, a stage edit cutting between a close-up
 (~200 px face) and a medium shot (~65 px) of one person with the audience between (one track expected;
 IoU on the main person's detected frames), and `crowd_1280x720`, six people swaying and stepping out of
 view (max_faces=6: every person tracked). The retry path is timed apart: `small_face_1920x1080` puts the clip at half size
@@ -41,8 +41,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dfdlib import scenes  # noqa: E402
-from dfdlib.faces import PreprocessConfig, default_detector, extract_faces, iou, square_box  # noqa: E402
+from dfdlib.boxes import (
+    iou,  # noqa: E402
+    square_box,  # noqa: E402
+)
+from dfdlib.preprocess.faces import PreprocessConfig, default_detector, extract_faces  # noqa: E402
+from dfdlib.sample import scenes  # noqa: E402
 from dfdlib.video import sample_indices  # noqa: E402
 
 # name → (size, kind, max_faces); all are timed against the naive recipe and enter the overall figures.
@@ -70,8 +74,8 @@ def make_video(frames: list[np.ndarray], size, n: int, path: Path, fps: float = 
     """Loop the clip back and forth to n frames; scale it to fit `size` (letterboxed). kind: "plain";
     "multishot" (every 60 frames a cut to a zoomed-in shot and back); "two" (the clip and its mirror
     side by side); "small" (the clip at half size, 88x72, in the middle of the frame); "zoomcut" (a stage
-    edit: the photo's person in close-up and medium shot, the audience between; dfdlib.scenes); "crowd" (six
-    people, swaying and stepping out of view; dfdlib.scenes)."""
+    edit: the photo's person in close-up and medium shot, the audience between; dfdlib.sample.scenes); "crowd" (six
+    people, swaying and stepping out of view; dfdlib.sample.scenes)."""
     if kind == "zoomcut":
         scenes.zoom_cut_video(path, size, frames_per_shot=max(1, n // len(scenes.ZOOM_SHOTS)), fps=fps)
         return
@@ -112,7 +116,7 @@ def ffpp_section(tmp: Path, cfg) -> list[str]:
     per-video times, fake/original ratio, crop IoU of reused vs detected boxes, dataset-level speed-ups."""
     import json
 
-    from dfdlib.preprocess import preprocess_dataset
+    from dfdlib.preprocess.run import preprocess_dataset
 
     src = tmp / "FaceForensics++"
     scenes.ffpp_tree(src, originals=2, methods=scenes.FAKE_METHODS, size=(640, 360), frames=150)

@@ -121,7 +121,7 @@ def run_original(root: Path, csv: Path, backbone: str, image_size: int, seq: int
 
 def run_ours(root: Path, csv: Path, out: Path, backbone: str, image_size: int, seq: int, epochs: int,
              device: str, workers: int, amp: str) -> list[float]:
-    from dfdlib.trainer import TrainConfig, train
+    from dfdlib.training.loop import TrainConfig, train
 
     cfg = TrainConfig(dataset_path=str(root), csv_file=str(csv), out_dir=str(out), sequence_length=seq,
                       batch_size=4, num_epochs=epochs, device=device, num_workers=workers, backbone=backbone,
@@ -135,7 +135,7 @@ def run_ours(root: Path, csv: Path, out: Path, backbone: str, image_size: int, s
 
 def cpu_model() -> str:
     """The CPU's model name and its native-bf16 flags (what amp="auto" goes by), e.g. "AMD EPYC; avx512_bf16"."""
-    from dfdlib.amp import cpu_bf16_flags
+    from dfdlib.training.amp import cpu_bf16_flags
 
     name = platform.processor() or platform.machine()
     try:

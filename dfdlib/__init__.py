@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ._lazy import lazy_getattr
+from dfdlib._lazy import lazy_getattr
 
 # TensorFlow (MTCNN's engine) prints oneDNN / CPU-feature lines from C++ when it loads, before any log level
 # is read, between our progress bars. Set before anything imports it; a user's own setting wins.
@@ -22,40 +22,49 @@ __version__ = "0.1.0"
 
 _API = {
     # stage 0: sample data
-    "SampleConfig": "sample", "make_sample_dataset": "sample",
+    "SampleConfig": "sample.dataset", "make_sample_dataset": "sample.dataset",
     # stage 1: videos → faces
     "VideoInfo": "video", "VideoError": "video", "probe_video": "video", "read_frames": "video",
     "sample_indices": "video",
-    "PreprocessConfig": "preprocess_config", "FaceDetector": "faces", "extract_faces": "faces", "crop_face": "faces",
-    "preprocess_dataset": "preprocess", "merge_shard_reports": "preprocess_merge", "crop_grid": "crop_grid",
+    "PreprocessConfig": "preprocess.config", "FaceDetector": "preprocess.faces",
+    "extract_faces": "preprocess.faces", "crop_face": "preprocess.faces",
+    "preprocess_dataset": "preprocess.run", "merge_shard_reports": "preprocess.shards",
+    "crop_grid": "preprocess.crop_grid",
     # stage 2: labels
-    "LabelsError": "labels", "from_folders": "importers", "from_dfdc_metadata": "importers",
-    "from_gobal_metadata": "importers", "validate_labels": "labels", "split_labels": "splits",
-    "read_labels": "labels", "write_labels": "labels", "split_summary": "labels_table",
-    "from_processed": "label_sources", "make_labels": "label_sources", "from_frames_dataset": "label_sources",
+    "LabelsError": "labels.io", "from_folders": "labels.metadata", "from_dfdc_metadata": "labels.metadata",
+    "from_gobal_metadata": "labels.metadata", "validate_labels": "labels.io", "split_labels": "labels.splits",
+    "read_labels": "labels.io", "write_labels": "labels.io", "split_summary": "labels.schema",
+    "from_processed": "labels.sources", "make_labels": "labels.sources",
+    "from_frames_dataset": "labels.sources",
     # stage 3: model and training
     "FaceSequenceDataset": "data", "build_transforms": "data", "frames_to_clip": "data",
     "create_backbone": "backbones", "ResNeXtLSTM": "model", "LegacyResNeXtLSTM": "model",
     "save_model": "model", "load_model": "model",
-    "compute_metrics": "metrics", "plot_history": "metrics", "plot_confusion": "metrics", "plot_roc": "metrics",
+    "compute_metrics": "metrics", "plot_history": "metrics", "plot_confusion": "metrics",
+    "plot_roc": "metrics",
     "best_threshold": "metrics", "format_metrics_table": "metrics", "GUIDE_LEVELS": "metrics",
     "equal_error_rate": "metrics",
-    "TrainConfig": "trainer", "TrainResult": "trainer", "train": "trainer",
+    "TrainConfig": "training.loop", "TrainResult": "training.loop", "train": "training.loop",
     # stage 4: predict / evaluate
-    "Prediction": "predict", "predict_video": "predict", "predict_folder": "predict",
-    "evaluate_model": "evaluate", "calibrate_threshold": "evaluate", "Ensemble": "ensemble", "predict_many": "predict", "uploaded_video": "predict",
-    "list_models": "registry", "best_model": "registry",
-    "grad_cam": "explain", "save_cam_overlays": "explain", "cam_figure": "explain", "clip_to_images": "explain",
+    "Prediction": "predict.verdict", "predict_video": "predict.verdict", "predict_folder": "predict.verdict",
+    "evaluate_model": "predict.evaluate", "calibrate_threshold": "predict.evaluate",
+    "Ensemble": "predict.ensemble", "predict_many": "predict.verdict", "uploaded_video": "predict.verdict",
+    "list_models": "predict.registry", "best_model": "predict.registry",
+    "grad_cam": "predict.explain", "save_cam_overlays": "predict.explain", "cam_figure": "predict.explain",
+    "clip_to_images": "predict.explain",
     # step 6 of the guide: the web app (optional extra dfdlib[app])
-    "launch_app": "app", "build_app": "app",
-    "run_demo": "demo",
+    "launch_app": "app.web", "build_app": "app.web",
+    "run_demo": "sample.demo",
     "env_report": "utils", "resolve_device": "utils", "seed_everything": "utils",
 }
+
+# modules served whole: the notebooks' helpers (`from dfdlib import demo`)
+_MODULES = {"demo": "sample.demo"}
 
 __all__ = sorted(_API) + ["__version__"]
 
 
-__getattr__ = lazy_getattr(__name__, _API)
+__getattr__ = lazy_getattr(__name__, _API, _MODULES)
 
 
 def __dir__():

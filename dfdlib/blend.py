@@ -3,8 +3,8 @@
 Self-Blended Images (Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended Images", CVPR 2022): a real
 face blended onto a slightly warped, colour-shifted, resampled copy of itself carries only the artefacts
 that every face swap leaves — a blending boundary, a colour mismatch, a frequency (sharpness) mismatch and
-a small misalignment — and no identity cue. Used twice: `dfdlib.sample` makes its fake videos with it
-(full frames), and `dfdlib.selfblend` makes training fakes on the fly from real face crops (one draw per
+a small misalignment — and no identity cue. Used twice: `dfdlib.sample.dataset` makes its fake videos with it
+(full frames), and `dfdlib.training.selfblend` makes training fakes on the fly from real face crops (one draw per
 clip). `paste` and `match_colour` composite a *different* face (the sample's face-swap family) with the
 same mask and blur.
 

@@ -10,13 +10,12 @@ import importlib
 import json
 import sys
 
-# (module, ...) whose add_cli() registers sub-commands, in the order `dfd --help` lists them.
-_STAGE_MODULES = ["sample", "preprocess_cli", "labels_cli", "train_cli", "predict", "evaluate", "registry", "sweep",
-                  "demo", "app", "clipstore"]
+# each stage's cli module, whose add_cli() registers its sub-commands,, in the order `dfd --help` lists them.
+_STAGE_MODULES = ["sample.cli", "preprocess.cli", "labels.cli", "training.cli", "predict.cli", "app.cli"]
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    from .utils import env_report
+    from dfdlib.utils import env_report
 
     rep = env_report()
     if args.json:

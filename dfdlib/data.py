@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .utils import FRAME_RE, frame_files, frame_number  # noqa: F401  (public here too: data.frame_number)
-from .video import sample_indices
+from dfdlib.clipstore import open_store
+from dfdlib.utils import FRAME_RE, frame_files, frame_number  # noqa: F401  (public here too: data.frame_number)
+from dfdlib.video import sample_indices
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -313,7 +314,6 @@ class FaceSequenceDataset(Dataset):
         if self.cache == "disk":
             if not self.store_size:
                 raise ValueError("cache='disk' needs store_size (the training image_size)")
-            from .clipstore import open_store
 
             shape = (self.sequence_length, 3, self.store_size, self.store_size)
             used = [[names[i] for i in sorted(set(select_indices(len(names), self.sequence_length, sampling)[0]))]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfdlib.utils import atomic_write
+
 # The guide's "Metrics to Check" table: metric -> (good, excellent).
 GUIDE_LEVELS: dict[str, tuple[float, float]] = {
     "accuracy": (0.85, 0.95),
@@ -144,7 +146,6 @@ def _figure(figsize):
 def _save(fig, path) -> None:
     if path is None:
         return
-    from .utils import atomic_write
 
     with atomic_write(Path(path), "wb") as f:
         fig.savefig(f, format="png", dpi=110)

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbones import BACKBONES, create_backbone, describe_key_diff, key_diff  # noqa: F401 - API
-from .data import IMAGENET_MEAN, IMAGENET_STD
-from .utils import atomic_write
+from dfdlib.backbones import BACKBONES, create_backbone, describe_key_diff, key_diff  # noqa: F401 - API
+from dfdlib.data import IMAGENET_MEAN, IMAGENET_STD
+from dfdlib.utils import atomic_write, resolve_device
 
 MODEL_FORMAT = "dfdlib-model/1"
 
@@ -286,7 +286,6 @@ def load_model(path: str | Path, device="cpu") -> nn.Module:
     Raises ValueError naming the file: missing, not a torch file / truncated, refused for safety
     (pickled code), or weights from another architecture (with a few missing/unexpected keys).
     """
-    from .utils import resolve_device
 
     path = Path(path)
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)

@@ -199,7 +199,6 @@ def env_report() -> dict:
 # ---------------------------------------------------------------- face-frame files
 # One definition of a frame file, for the preprocess output (`frame_<i>.jpg`) and for face-frame datasets
 # shipped already cropped (`0001.png`, `frame_12.jpg`, `img_00003.jpg`): an image whose name ends in a number.
-IMAGE_EXT = (".jpg", ".jpeg", ".png")
 FRAME_RE = re.compile(r"(?:.*\D)?(\d+)\.(?:jpe?g|png)", re.IGNORECASE)  # the number is the last digit run
 DFDLIB_FRAME_RE = re.compile(r"frame_(\d+)\.jpg")  # what the preprocess stage writes, numbered 0..N-1
 

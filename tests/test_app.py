@@ -21,12 +21,12 @@ import torchvision  # noqa: F401  before conftest's preprocess loads TensorFlow 
 pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from dfdlib import app_core  # noqa: E402
-from dfdlib.app import launch_app, upload_root  # noqa: E402
+from dfdlib.app import core as app_core  # noqa: E402
+from dfdlib.app.web import launch_app, upload_root  # noqa: E402
 from dfdlib.data import FaceSequenceDataset  # noqa: E402
-from dfdlib.faces import default_detector  # noqa: E402
 from dfdlib.model import ResNeXtLSTM, load_model, save_model  # noqa: E402
-from dfdlib.predict import predict_video  # noqa: E402
+from dfdlib.predict.verdict import predict_video  # noqa: E402
+from dfdlib.preprocess.faces import default_detector  # noqa: E402
 from dfdlib.utils import seed_everything  # noqa: E402
 
 SEQ, SIZE = 8, 64   # conftest's processed_dir: 8 frames per video, 64 px crops
@@ -237,7 +237,7 @@ def test_close_removes_the_temp_folder_and_wide_hosts_warn(models_dir, monkeypat
     demo.close()
     assert not temp.exists()
 
-    import dfdlib.app as app_module
+    import dfdlib.app.web as app_module
 
     def refuse(*args, **kwargs):
         raise RuntimeError("not started")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dfdlib import app_core
+from dfdlib.app import core as app_core
 from dfdlib.model import ResNeXtLSTM, save_model
 
 
@@ -43,7 +43,7 @@ def test_model_menu_and_resolution(tmp_path):
     b = _save(tmp_path / "m" / "sub" / "model_8_acc_90.0_b.pt", 8, 0.90)
     c = _save(tmp_path / "m" / "model_20_acc_95.0_c.pt", 20, 0.95)
     (tmp_path / "m" / "model_8_acc_99.0_broken.pt").write_text("not a model")
-    from dfdlib.registry import list_models
+    from dfdlib.predict.registry import list_models
 
     df = list_models(tmp_path / "m")
     assert app_core.sequence_lengths(df) == [20, 8]  # the most accurate model's length first
@@ -84,7 +84,7 @@ def test_window_scores_cover_every_frame_once():
 
 
 def test_write_results_json_and_csv(tmp_path):
-    from dfdlib.predict import Prediction
+    from dfdlib.predict.verdict import Prediction
 
     ok = app_core.Analysis(Prediction(video="a.mp4", label="FAKE", confidence=0.8, prob_fake=0.8),
                            model_paths=["models/m.pt"],
@@ -103,7 +103,7 @@ def test_write_results_json_and_csv(tmp_path):
 
 
 def test_import_dfdlib_and_cli_help_do_not_import_gradio():
-    code = ("import sys, dfdlib, dfdlib.app; from dfdlib import cli; p = cli.build_parser(); "
+    code = ("import sys, dfdlib, dfdlib.app.web; from dfdlib import cli; p = cli.build_parser(); "
             "assert 'app' in p._subparsers._group_actions[0].choices; "
             "assert 'gradio' not in sys.modules, 'gradio imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -111,7 +111,7 @@ def test_import_dfdlib_and_cli_help_do_not_import_gradio():
 
 
 def test_dfd_app_cli_defaults_to_localhost_and_warns_for_other_hosts(monkeypatch, capsys):
-    import dfdlib.app as app_module
+    import dfdlib.app.web as app_module
     from dfdlib import cli
 
     args = cli.build_parser().parse_args(["app"])

@@ -21,15 +21,15 @@ import torch
 from test_video import _photo, set_rotation, write_video
 
 from dfdlib import cli
-from dfdlib.evaluate import evaluate_model
-from dfdlib.faces import PreprocessConfig
-from dfdlib.importers import from_folders
-from dfdlib.labels import LabelsError, validate_labels, write_labels
+from dfdlib.labels.io import LabelsError, validate_labels, write_labels
+from dfdlib.labels.metadata import from_folders
 from dfdlib.model import ResNeXtLSTM, load_model, save_model
-from dfdlib.predict import predict_folder, predict_video
-from dfdlib.preprocess import preprocess_dataset
-from dfdlib.registry import list_models
-from dfdlib.trainer import TrainConfig, train
+from dfdlib.predict.evaluate import evaluate_model
+from dfdlib.predict.registry import list_models
+from dfdlib.predict.verdict import predict_folder, predict_video
+from dfdlib.preprocess.faces import PreprocessConfig
+from dfdlib.preprocess.run import preprocess_dataset
+from dfdlib.training.loop import TrainConfig, train
 
 CFG = PreprocessConfig(frames=4, size=32)  # small and fast; predict uses the same settings via the model file
 SEQ = 4
@@ -483,7 +483,7 @@ def test_unwritable_output_folder_is_named_before_the_work_starts(readonly_dir, 
     (src / "real" / "a.mp4").write_bytes(b"")
     calls = []
     with pytest.MonkeyPatch.context() as mp:
-        import dfdlib.preprocess as pre
+        import dfdlib.preprocess.run as pre
 
         mp.setattr(pre, "run_tasks", lambda *a, **k: calls.append(1) or [])
         with pytest.raises(PermissionError, match="not writable") as exc:
@@ -584,7 +584,7 @@ def test_labels_check_refuses_what_train_refuses(processed_root, tmp_path, capsy
 
 
 def test_disk_full_while_saving_a_checkpoint_says_how_to_resume(processed_root, tmp_path, monkeypatch, capsys):
-    import dfdlib.checkpoint as ck
+    import dfdlib.training.checkpoint as ck
 
     csv = tmp_path / "l.csv"
     write_labels(pd.DataFrame({"filename": ["real/v0", "real/v1", "fake/v0", "fake/v1"], "label": [0, 0, 1, 1],

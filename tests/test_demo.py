@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from dfdlib.demo import FULL, SMOKE, DemoConfig, run_demo
+from dfdlib.sample.demo import FULL, SMOKE, DemoConfig, run_demo
 
 
 @pytest.mark.slow
@@ -63,7 +63,7 @@ def test_the_full_demo_reaches_its_quality_claim(tmp_path):
 
 def test_demo_summary_rounds_its_numbers(tmp_path, capsys):
     """Issue 25.8: the summary printed `accuracy 0.9166666666666666`."""
-    from dfdlib.demo import print_summary
+    from dfdlib.sample.demo import print_summary
 
     print_summary({"model": "m.pt", "test_roc_auc": 0.98765, "test_accuracy": 11 / 12, "n_test": 12,
                    "predictions_csv": "p.csv", "predicted_correctly": 11, "n_predicted": 12}, tmp_path)

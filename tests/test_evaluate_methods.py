@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from dfdlib import cli
-from dfdlib.evaluate import evaluate_model
 from dfdlib.metrics import best_threshold, compute_metrics, metrics_by_method
 from dfdlib.model import ResNeXtLSTM, save_model
+from dfdlib.predict.evaluate import evaluate_model
 from dfdlib.utils import seed_everything
 
 SEQ, SIZE = 4, 32

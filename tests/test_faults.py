@@ -28,8 +28,8 @@ from test_video import write_video
 
 import dfdlib
 from dfdlib import cli
-from dfdlib.faces import PreprocessConfig
-from dfdlib.preprocess import preprocess_dataset
+from dfdlib.preprocess.faces import PreprocessConfig
+from dfdlib.preprocess.run import preprocess_dataset
 
 CFG = PreprocessConfig(frames=4, size=32)
 CFG_FLAGS = ["--frames", "4", "--size", "32", "--no-progress"]
@@ -257,7 +257,7 @@ class _FailingFile(io.RawIOBase):
 
 def _writers(tmp_path):
     """name → (path, write(version)) for each kind of file the pipeline writes through atomic_write."""
-    from dfdlib.labels import write_labels
+    from dfdlib.labels.io import write_labels
     from dfdlib.model import ResNeXtLSTM, save_model
     from dfdlib.utils import atomic_write, write_csv
 
@@ -303,7 +303,7 @@ def test_a_write_that_fails_half_way_leaves_the_previous_file(tmp_path, monkeypa
 def test_every_torch_load_in_the_library_is_weights_only():
     """Static check: each torch.load(...) call in dfdlib passes weights_only=True."""
     calls = []
-    for py in sorted(Path(dfdlib.__file__).parent.glob("*.py")):
+    for py in sorted(Path(dfdlib.__file__).parent.rglob("*.py")):
         for node in ast.walk(ast.parse(py.read_text(), str(py))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
                     and ast.unparse(node.func.value) in ("torch", "self.torch"):
@@ -339,7 +339,7 @@ def test_a_resume_file_with_code_is_refused_and_never_run(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["../outside", "real/../../outside", "/etc", "C:\\data\\real\\v0"])
 def test_csv_paths_are_confined_to_the_processed_root(tmp_path, name):
     from dfdlib.data import FaceSequenceDataset
-    from dfdlib.labels import LabelsError, validate_labels
+    from dfdlib.labels.io import LabelsError, validate_labels
 
     root, _ = make_tiny_processed(tmp_path / "processed", splits=["train", "val"])
     outside = tmp_path / "outside"  # a real folder of frames next to the root: must still be refused
@@ -355,7 +355,7 @@ def test_csv_paths_are_confined_to_the_processed_root(tmp_path, name):
 
 
 def test_uploads_are_written_into_a_private_temp_folder_and_removed(tmp_path, monkeypatch):
-    from dfdlib.predict import uploaded_video
+    from dfdlib.predict.verdict import uploaded_video
 
     monkeypatch.chdir(tmp_path)
     for name, expected in [("clip.mp4", "clip.mp4"), ("../../evil.mp4", "evil.mp4"), ("..\\..\\win.mp4", "win.mp4"),
@@ -386,8 +386,8 @@ def test_a_crash_while_saving_an_improved_epoch_leaves_last_pt_naming_a_best_mod
     from test_trainer import tiny_config
 
     import dfdlib.metrics
-    from dfdlib import checkpoint
-    from dfdlib.trainer import train
+    from dfdlib.training import checkpoint
+    from dfdlib.training.loop import train
 
     real_metrics, calls = dfdlib.metrics.compute_metrics, [0]
 
@@ -426,8 +426,8 @@ def test_a_full_disk_inside_torch_save_says_what_happened_how_much_space_and_lea
     from test_trainer import tiny_config
 
     import dfdlib.metrics
-    from dfdlib import checkpoint
-    from dfdlib.trainer import train
+    from dfdlib.training import checkpoint
+    from dfdlib.training.loop import train
 
     real_metrics, calls = dfdlib.metrics.compute_metrics, [0]
 
@@ -471,8 +471,8 @@ def test_a_full_disk_inside_torch_save_says_what_happened_how_much_space_and_lea
 
 
 def test_sizes_the_full_disk_message_gives_are_those_of_the_files(tmp_path):
-    from dfdlib.checkpoint import file_sizes
     from dfdlib.model import ResNeXtLSTM, save_model
+    from dfdlib.training.checkpoint import file_sizes
 
     model = ResNeXtLSTM(backbone="tiny", hidden_dim=16)
     save_model(tmp_path / "m.pt", model, {"sequence_length": 4})
@@ -534,7 +534,7 @@ def _kill_parent_then_wait_for_workers(tmp_path, script: str, n_workers: int) ->
 def test_killing_preprocess_main_process_ends_its_workers(tmp_path):
     """Issue 25.4: SIGKILL of the process that runs the pool (as the OOM killer does) must not leave idle
     workers of ~1.4 GB each running: they end with their parent."""
-    script = ("import hangmod\nfrom dfdlib.preprocess import run_tasks\n"
+    script = ("import hangmod\nfrom dfdlib.preprocess.run import run_tasks\n"
               "run_tasks([1, 2, 3, 4], hangmod.hang, workers=2, initializer=hangmod.noop)\n")
     assert _kill_parent_then_wait_for_workers(tmp_path, script, 2) == []
 

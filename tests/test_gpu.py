@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from test_trainer import make_tiny_processed, state_of, tiny_config  # noqa: E402
 
-from dfdlib.trainer import train  # noqa: E402
+from dfdlib.training.loop import train  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -38,7 +38,7 @@ def cuda_config(data, out, **kw):
 
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
 def test_cuda_training_step_with_amp_and_channels_last(tiny64, tmp_path, capsys, amp):
-    from dfdlib import train_setup as ts
+    from dfdlib.training import setup as ts
 
     if amp == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip(f"{torch.cuda.get_device_name(0)} has no bf16")
@@ -84,7 +84,7 @@ def test_resume_on_cuda_gives_the_weights_of_the_uninterrupted_run(tiny64, tmp_p
 
 def test_prediction_on_cuda_matches_cpu(tiny64, tmp_path, sample_dir):
     from dfdlib import load_model, predict_video
-    from dfdlib.faces import default_detector
+    from dfdlib.preprocess.faces import default_detector
 
     res = train(cuda_config(tiny64, tmp_path / "run", num_epochs=1))
     cpu, gpu = load_model(res.best_model_path, "cpu"), load_model(res.best_model_path, "cuda")

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dfdlib import cli
-from dfdlib.label_sources import from_frames_dataset, from_processed, split_official
-from dfdlib.labels import validate_labels
-from dfdlib.layouts import find_samples, samples_frame
+from dfdlib.datasets.layouts import find_samples, samples_frame
+from dfdlib.labels.io import validate_labels
+from dfdlib.labels.sources import from_frames_dataset, from_processed, split_official
 from dfdlib.utils import frame_files, frame_number
 
 METHODS = ("Deepfakes", "FaceSwap")
@@ -252,7 +252,7 @@ def test_frames_dataset_validated_labelled_and_readable(tmp_path, capsys):
     from dfdlib.data import FaceSequenceDataset
     from dfdlib.data import frame_files as data_frame_files
 
-    assert data_frame_files is frame_files  # data.py and labels.py share one definition
+    assert data_frame_files is frame_files  # data.py and labels/io.py share one definition
     root = tmp_path / "faces"
     for i in range(3):
         write_images(root / f"real/r{i}", [f"{k:04d}.png" for k in range(1, 6)], seed=i)
@@ -290,7 +290,7 @@ def test_frames_dataset_nothing_usable_says_the_tree(tmp_path):
 
 
 def test_training_reads_a_face_frame_dataset_without_detection(tmp_path):
-    from dfdlib.trainer import TrainConfig, train
+    from dfdlib.training.loop import TrainConfig, train
 
     root = tmp_path / "faces"
     for i in range(6):
@@ -309,7 +309,7 @@ def test_training_reads_a_face_frame_dataset_without_detection(tmp_path):
 def test_make_labels_picks_the_reader_the_tree_needs(tmp_path):
     """make_labels (the Create_csv notebook's call) = `dfd labels`: layout-aware on dfd preprocess output,
     face-frame mode on cropped datasets, plain folder globs only when custom globs are given."""
-    from dfdlib.label_sources import make_labels
+    from dfdlib.labels.sources import make_labels
 
     pairs = pairs_of(3)
     out = processed_from(ffpp_src(tmp_path / "ff", pairs), tmp_path / "proc")

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfdlib.layouts import LAYOUTS, LayoutError, detect_layout, find_samples, samples_frame
-from dfdlib.splits import split_labels
+from dfdlib.datasets.layouts import LAYOUTS, LayoutError, detect_layout, find_samples, samples_frame
+from dfdlib.labels.splits import split_labels
 
 
 @pytest.fixture(scope="module")

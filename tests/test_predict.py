@@ -16,16 +16,16 @@ import torchvision  # noqa: F401  before conftest's preprocess loads TensorFlow 
 
 from dfdlib import cli
 from dfdlib.data import FaceSequenceDataset
-from dfdlib.ensemble import Ensemble
-from dfdlib.evaluate import evaluate_model
-from dfdlib.faces import PreprocessConfig, default_detector
 from dfdlib.model import ResNeXtLSTM, load_model, save_model
-from dfdlib.predict import (
+from dfdlib.predict.ensemble import Ensemble
+from dfdlib.predict.evaluate import evaluate_model
+from dfdlib.predict.verdict import (
     Prediction,
     predict_folder,
     predict_video,
     preprocess_config_for,
 )
+from dfdlib.preprocess.faces import PreprocessConfig, default_detector
 from dfdlib.utils import seed_everything
 
 SEQ, SIZE = 8, 64  # conftest's processed_dir: 8 frames per video, 64 px crops
@@ -161,8 +161,8 @@ def test_ensemble_is_the_mean_of_its_members(model_paths, sample_dir, detector):
 
 def test_an_ensemble_threshold_is_calibrated_on_its_averaged_validation_scores(model_paths, processed_dir,
                                                                               labels_csv):
-    from dfdlib.evaluate import _ensemble_scores
     from dfdlib.metrics import best_threshold
+    from dfdlib.predict.evaluate import _ensemble_scores
 
     ens = Ensemble(model_paths)
     assert ens.meta["threshold"] == pytest.approx(0.4) and ens.meta["threshold_source"].startswith("uncalibrated")
@@ -201,9 +201,9 @@ def test_legacy_models_get_tight_boxes_stretched_to_112(sample_dir, detector):
     """The original project's models (meta["legacy"], as load_model marks them) were trained on tight
     face_recognition boxes stretched to 112x112: predict crops that way without being told."""
     from dfdlib.data import frames_to_clip
-    from dfdlib.faces import extract_faces
     from dfdlib.model import LegacyResNeXtLSTM
-    from dfdlib.predict import _as_stored
+    from dfdlib.predict.verdict import _as_stored
+    from dfdlib.preprocess.faces import extract_faces
 
     meta = {"legacy": True, "sequence_length": 4, "image_size": 112, "sampling": "first", "preprocess": None,
             "class_names": ["FAKE", "REAL"], "threshold": 0.5, "path": "model_90_acc_4_frames_final_data.pt"}
@@ -258,8 +258,8 @@ def test_evaluate_model_writes_metrics_and_plots(model, labels_csv, processed_di
                        threshold="val", progress=False)
     labels = pd.read_csv(labels_csv)
     assert m["n"] == (labels["split"] == "test").sum() and m["split"] == "test"
-    from dfdlib.evaluate import _ensemble_scores
     from dfdlib.metrics import best_threshold
+    from dfdlib.predict.evaluate import _ensemble_scores
 
     val = labels.query("split == 'val'").reset_index(drop=True)
     _, yv, pv, _, _ = _ensemble_scores([model], val, processed_dir, SEQ, 8, False)

@@ -1,4 +1,4 @@
-"""preprocess.py: dataset discovery, report, atomic folders, resume, workers, shards, crashes, CLI."""
+"""preprocess/run.py: dataset discovery, report, atomic folders, resume, workers, shards, crashes, CLI."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ from test_video import write_video
 
 from dfdlib import PreprocessConfig, preprocess_dataset
 from dfdlib.cli import main
-from dfdlib.preprocess import REPORT_COLUMNS, VideoTask, find_tasks, in_shard, parse_shard, run_tasks
+from dfdlib.preprocess.run import REPORT_COLUMNS, VideoTask, find_tasks, in_shard, parse_shard, run_tasks
 
 CFG = PreprocessConfig(frames=4, size=32)
 
@@ -257,7 +257,7 @@ def test_two_faces_become_two_samples_of_one_video(tmp_path):
     assert {m0["boxes"][0][0] < 240, m1["boxes"][0][0] < 240} == {True, False}  # one person each side
     assert m0["video"] == m1["video"] == "real/two.mp4" and m0["group"] == m1["group"]
     assert len(list((video / "face_1").glob("frame_*.jpg"))) == 4
-    from dfdlib.label_sources import from_processed
+    from dfdlib.labels.sources import from_processed
 
     labels = from_processed(tmp_path / "out", split=None)  # the default `dfd labels` path finds the faces
     assert list(labels["filename"]) == ["real/two/face_0", "real/two/face_1"]

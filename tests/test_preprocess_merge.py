@@ -1,4 +1,4 @@
-"""preprocess_merge.py: shard reports → one report, missing and incomplete shards named (no detector runs:
+"""preprocess/shards.py: shard reports → one report, missing and incomplete shards named (no detector runs:
 the shard reports are written the way `dfd preprocess --shard K/N` writes them)."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from dfdlib import merge_shard_reports
 from dfdlib.cli import main
-from dfdlib.preprocess import find_tasks, in_shard
-from dfdlib.preprocess_report import REPORT_COLUMNS, sort_report
+from dfdlib.preprocess.report import REPORT_COLUMNS, sort_report
+from dfdlib.preprocess.run import find_tasks, in_shard
 from dfdlib.utils import write_csv
 
 N = 3

@@ -1,4 +1,4 @@
-"""preprocess_ray.py on a real local Ray instance (2 CPUs, small object store): same output as a plain run,
+"""preprocess/on_ray.py on a real local Ray instance (2 CPUs, small object store): same output as a plain run,
 a killed run resumes to the same result, a crashing actor loses nothing else. Skipped without Ray."""
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 
 from dfdlib import PreprocessConfig, preprocess_dataset
 from dfdlib.cli import main
-from dfdlib.preprocess import VideoTask
-from dfdlib.preprocess_ray import address_of, run_on_ray, work_units
+from dfdlib.preprocess.on_ray import address_of, run_on_ray, work_units
+from dfdlib.preprocess.run import VideoTask
 
 CFG = PreprocessConfig(frames=8, size=64)  # the settings of conftest's processed_dir (the plain run)
 # Skipped before the session's sample set is built for them (pip install 'dfdlib[ray]' to run them).
@@ -85,7 +85,7 @@ def test_killed_ray_run_resumes_to_the_same_result(ray_instance, sample_dir, pro
     # lands half way.
     script = textwrap.dedent(f"""
         import time
-        import dfdlib.preprocess as pp
+        import dfdlib.preprocess.run as pp
         real = pp.process_video
         def slow(*a, **k):
             time.sleep(1.0)

@@ -6,7 +6,7 @@ import torch
 
 from dfdlib import cli
 from dfdlib.model import ResNeXtLSTM, save_model
-from dfdlib.registry import best_model, list_models, parse_model_name
+from dfdlib.predict.registry import best_model, list_models, parse_model_name
 
 
 def _ours(path, seq, acc=None, created="2026-01-01T00:00:00"):

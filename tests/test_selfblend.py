@@ -1,4 +1,4 @@
-"""Self-blended training fakes (dfdlib.selfblend): where a clip changes, one mask per clip, labels, seeds,
+"""Self-blended training fakes (dfdlib.training.selfblend): where a clip changes, one mask per clip, labels, seeds,
 the trainer's `fakes` mode and its model file."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from dfdlib.faces import crop_face
-from dfdlib.sample import SampleConfig, iter_frames, make_sample_dataset, read_manifest
-from dfdlib.selfblend import SelfBlendDataset, crop_ellipse, wrap_train
+from dfdlib.preprocess.faces import crop_face
+from dfdlib.sample.dataset import SampleConfig, iter_frames, make_sample_dataset, read_manifest
+from dfdlib.training.selfblend import SelfBlendDataset, crop_ellipse, wrap_train
 
 SIZE = 48
 
@@ -159,7 +159,7 @@ def test_crop_ellipse_from_boxes_and_keypoints():
 
 # ------------------------------------------------------------------------------------ the trainer mode
 def _train_cfg(root, csv, out, **kw):
-    from dfdlib.trainer import TrainConfig
+    from dfdlib.training.loop import TrainConfig
 
     return TrainConfig(dataset_path=str(root), csv_file=str(csv), out_dir=str(out), sequence_length=4,
                        batch_size=2, num_epochs=1, device="cpu", num_workers=0, backbone="tiny", weights=None,
@@ -183,9 +183,9 @@ def real_only_split(crops, tmp_path_factory):
 def test_train_on_real_videos_only_with_self_blend(real_only_split, tmp_path, monkeypatch):
     """Trains from real videos alone; self-blends never reach val/test; the model file loads weights_only
     and predicts."""
-    from dfdlib.evaluate import evaluate_model
     from dfdlib.model import load_model
-    from dfdlib.trainer import train
+    from dfdlib.predict.evaluate import evaluate_model
+    from dfdlib.training.loop import train
 
     root, df, csv = real_only_split
     blended, built = [], []  # (clip read) filenames of every self-blend made; every SelfBlendDataset made
@@ -225,7 +225,7 @@ def test_train_on_real_videos_only_with_self_blend(real_only_split, tmp_path, mo
 
 
 def test_self_blend_run_is_reproducible_with_its_seed(real_only_split, tmp_path):
-    from dfdlib.trainer import train
+    from dfdlib.training.loop import train
 
     root, _, csv = real_only_split
     runs = [train(_train_cfg(root, csv, tmp_path / f"run{k}", seed=s)) for k, s in enumerate((3, 3, 4))]

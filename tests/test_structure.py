@@ -1,4 +1,5 @@
-"""The house rules that a test can check: dependency minimums that match the APIs the code uses."""
+"""The house rules that a test can check: dependency minimums that match the APIs the code uses, and the shape
+of the package: a small core at the top of dfdlib/, one subpackage per stage, imports that go one way."""
 from __future__ import annotations
 
 import re
@@ -8,7 +9,8 @@ import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = {p: p.read_text() for p in sorted((ROOT / "dfdlib").glob("*.py"))}
+PKG = ROOT / "dfdlib"
+SOURCES = {p: p.read_text() for p in sorted(PKG.rglob("*.py"))}
 
 # API the code calls → (distribution, first release that has it).
 NEEDS = {
@@ -31,7 +33,7 @@ def _minimums() -> dict[str, tuple[int, ...]]:
 @pytest.mark.parametrize("api", sorted(NEEDS))
 def test_pyproject_minimums_are_at_least_what_the_code_uses(api):
     dist, first = NEEDS[api]
-    users = [p.name for p, text in SOURCES.items() if api.replace('"cuda"', "") in text]
+    users = [str(p.relative_to(PKG)) for p, text in SOURCES.items() if api.replace('"cuda"', "") in text]
     assert users, f"{api} is no longer used: drop it from NEEDS"
     declared = _minimums()[dist]
     assert declared >= first, (f"{', '.join(users)} use {api}, which needs {dist} >= "
@@ -49,25 +51,77 @@ def test_the_installed_torch_has_the_apis_the_minimums_promise():
 
 # ---------------------------------------------------------------- the import graph of dfdlib/
 MAX_LINES = 400
+MAX_TOP_MODULES = 16
+MIN_STAGES = 4
+# stage package -> stage packages it must never import (the data flows forward: videos -> faces -> labels ->
+# model -> verdict). The core (modules at the top of dfdlib/) imports no stage at all.
+FORBIDDEN = {
+    "preprocess": {"labels", "training", "predict", "app"},
+    "labels": {"training", "predict", "app"},
+    "training": {"predict", "app"},
+    "datasets": {"preprocess", "labels", "training", "predict", "app", "sample"},
+}
+
+
+def _name(path: Path) -> str:
+    """dfdlib/preprocess/faces.py -> 'preprocess.faces'; dfdlib/labels/__init__.py -> 'labels'."""
+    parts = list(path.relative_to(PKG).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_name(p): p for p in SOURCES}
+STAGES = sorted(p.name for p in PKG.iterdir() if (p / "__init__.py").is_file())
+
+
+def _resolve(path: Path, node) -> str | None:
+    """The dfdlib module (dotted, without 'dfdlib.') an ImportFrom/Import node names, or None if outside."""
+    import ast
+
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            base = _name(path).split(".") if path.name == "__init__.py" else _name(path).split(".")[:-1]
+            base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+            if _name(path) == "__init__":
+                base = []
+            return ".".join(base + ([node.module] if node.module else []))
+        if node.module == "dfdlib" or (node.module or "").startswith("dfdlib."):
+            return node.module[len("dfdlib."):] if node.module != "dfdlib" else ""
+    return None
 
 
 def _imports(path: Path) -> list[tuple[str, list[str], int]]:
-    """(imported dfdlib module, names taken from it, line) for every relative import in `path`, at any
-    depth (a function-level import is a dependency too)."""
+    """(imported dfdlib module, names taken from it, line) for every import of dfdlib in `path`, at any depth
+    (a function-level import is a dependency too). `from dfdlib.x import y` where y is itself a module counts
+    as importing x.y."""
     import ast
 
     out = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                out.append((node.module.split(".")[0], [a.name for a in node.names], node.lineno))
-            else:  # from . import x, y
-                out.extend((a.name, [], node.lineno) for a in node.names)
+        if isinstance(node, ast.Import):
+            out.extend((a.name[len("dfdlib."):], [], node.lineno) for a in node.names if a.name.startswith("dfdlib."))
+        mod = _resolve(path, node)
+        if mod is None:
+            continue
+        names = [a.name for a in node.names]
+        subs = [n for n in names if (f"{mod}.{n}" if mod else n) in MODULES]
+        if subs:
+            out.extend(((f"{mod}.{n}" if mod else n), [], node.lineno) for n in subs)
+            names = [n for n in names if n not in subs]
+        if names or not subs:
+            out.append((mod or "__init__", names, node.lineno))
     return out
 
 
 def _graph() -> dict[str, set[str]]:
-    return {p.stem: {m for m, _, _ in _imports(p)} - {p.stem} for p in SOURCES}
+    return {m: {d for d, _, _ in _imports(p)} - {m} for m, p in MODULES.items()}
+
+
+def _stage(module: str) -> str | None:
+    """The stage package a module belongs to, or None for the core."""
+    head = module.split(".")[0]
+    return head if head in STAGES else None
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -107,6 +161,18 @@ def test_the_cycle_finder_finds_cycles():
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
+def test_the_import_reader_resolves_absolute_relative_and_module_imports(tmp_path):
+    assert _name(PKG / "preprocess" / "faces.py") == "preprocess.faces"
+    assert _name(PKG / "labels" / "__init__.py") == "labels"
+    assert _stage("preprocess.faces") == "preprocess" and _stage("video") is None
+
+
+def test_every_import_of_dfdlib_names_a_module_that_exists():
+    missing = [f"{_name(p)}:{line} imports dfdlib.{mod}" for p in SOURCES for mod, _, line in _imports(p)
+               if mod not in MODULES]
+    assert missing == []
+
+
 def test_no_import_cycle_in_dfdlib():
     """The data path goes one way: a module never imports (at any depth) one that imports it back.
     `__init__` (the flat API, served lazily) is the one module allowed to name everything."""
@@ -114,12 +180,39 @@ def test_no_import_cycle_in_dfdlib():
     assert _cycles(graph) == []
 
 
+def test_the_stages_import_only_forward():
+    """preprocess never imports labels, training or predict; labels never imports training or predict;
+    training never imports predict or app; the core (the top of dfdlib/) imports no stage."""
+    bad = []
+    for p in SOURCES:
+        me = _name(p)
+        if me in ("__init__", "__main__", "cli"):  # the flat API and the CLI table name every stage (lazily)
+            continue
+        for mod, _, line in _imports(p):
+            theirs, mine = _stage(mod), _stage(me)
+            if theirs is None or theirs == mine:
+                continue
+            if mine is None:
+                bad.append(f"{me}:{line} (core) imports {mod} (stage {theirs})")
+            elif theirs in FORBIDDEN.get(mine, ()):
+                bad.append(f"{me}:{line} ({mine}) imports {mod} ({theirs})")
+    assert bad == [], "move what they share down into the core:\n" + "\n".join(bad)
+
+
 def test_no_private_name_imported_across_modules():
-    leaks = [f"{p.name}:{line} imports {name} from .{mod}" for p in SOURCES for mod, names, line in _imports(p)
+    leaks = [f"{_name(p)}:{line} imports {name} from {mod}" for p in SOURCES for mod, names, line in _imports(p)
              for name in names if name.startswith("_") and not name.startswith("__")]
     assert leaks == [], "make the helper public where it belongs (or move it to its one user):\n" + "\n".join(leaks)
 
 
 def test_no_module_over_the_line_limit():
-    long = {p.name: n for p, text in SOURCES.items() if (n := text.count("\n")) > MAX_LINES}
+    long = {_name(p): n for p, text in SOURCES.items() if (n := text.count("\n")) > MAX_LINES}
     assert long == {}, f"split these modules (> {MAX_LINES} lines): {long}"
+
+
+def test_a_small_core_and_one_package_per_stage():
+    top = sorted(p.name for p in PKG.glob("*.py"))
+    assert len(top) <= MAX_TOP_MODULES, f"{len(top)} modules at the top of dfdlib/ (move stage code down): {top}"
+    assert len(STAGES) >= MIN_STAGES, f"stage packages: {STAGES}"
+    stray = sorted(str(p.relative_to(PKG)) for p in PKG.glob("*/**/*.py") if not (p.parent / "__init__.py").is_file())
+    assert stray == [], f"folders without __init__.py: {stray}"

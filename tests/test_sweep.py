@@ -1,4 +1,4 @@
-"""dfdlib.sweep: grid expansion, typed values, metrics collection, and real papermill runs of a tiny notebook."""
+"""dfdlib.training.sweep: grid expansion, typed values, metrics collection, and real papermill runs of a tiny notebook."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dfdlib import sweep
 from dfdlib.cli import main as dfd
+from dfdlib.training import sweep
 
 TINY_PARAMS = '''\
 a: int = 1  # first knob

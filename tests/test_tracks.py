@@ -1,4 +1,4 @@
-"""tracks.py: linking detections across shot cuts, prominence; extract_faces on a multi-shot video."""
+"""preprocess/tracks.py: linking detections across shot cuts, prominence; extract_faces on a multi-shot video."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from test_video import PHOTO_FACE_BOX, _photo
 
-from dfdlib import faces
-from dfdlib.faces import PreprocessConfig, extract_faces
-from dfdlib.tracks import Look, appearance, build_tracks, iou, rank_tracks, similarity, size_penalty
+from dfdlib.boxes import iou
+from dfdlib.preprocess import faces
+from dfdlib.preprocess.faces import PreprocessConfig, extract_faces
+from dfdlib.preprocess.tracks import Look, appearance, build_tracks, rank_tracks, similarity, size_penalty
 
 W, H = 320, 240
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dfdlib.faces import PreprocessConfig, extract_faces
-from dfdlib.tracks import Look, build_tracks, rank_tracks
+from dfdlib.preprocess.faces import PreprocessConfig, extract_faces
+from dfdlib.preprocess.tracks import Look, build_tracks, rank_tracks
 
 W, H = 320, 240
 coord = st.floats(0, 320, allow_nan=False, allow_infinity=False)
@@ -137,7 +137,7 @@ def test_extract_faces_tracks_any_detections(textured_video, scene, max_faces):
 @settings(max_examples=200, deadline=None)
 @given(scenes(with_looks=False), st.integers(1, 6), st.lists(st.booleans(), min_size=12, max_size=12))
 def test_keyframe_detection_runs_where_it_must(scene, every, cuts):
-    from dfdlib.keyframes import detect_sparse
+    from dfdlib.preprocess.keyframes import detect_sparse
 
     dets, _ = scene
     n = len(dets)

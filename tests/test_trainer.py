@@ -1,4 +1,4 @@
-"""dfdlib.trainer: config, overfitting a tiny set, run-folder outputs, exact resume, OOM, early stopping, CLI.
+"""dfdlib.training.loop: config, overfitting a tiny set, run-folder outputs, exact resume, OOM, early stopping, CLI.
 
 Most tests use a tiny processed folder built here (random-colour JPEG frames; fake clips carry a
 visible checkerboard) so they need neither video decoding nor face detection.
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dfdlib.trainer import TrainConfig, TrainResult, train
+from dfdlib.training.loop import TrainConfig, TrainResult, train
 
 SPLITS = ["train"] * 4 + ["val"] * 2 + ["test"] * 2  # per class
 
@@ -148,7 +148,7 @@ def test_tiny_model_overfits_and_writes_run_folder(tiny, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("workers,schedule,stop", [(0, "none", "epochs"), (2, "cosine", "kill")])
 def test_resume_matches_uninterrupted_run(tiny, tmp_path, monkeypatch, workers, schedule, stop):
-    from dfdlib import checkpoint as ck
+    from dfdlib.training import checkpoint as ck
 
     kw = dict(num_epochs=2, deterministic=True, augment=True, cache=True, grad_accum=2, lr_schedule=schedule,
               warmup_epochs=1, num_workers=workers, batch_size=2, dropout=0.4)
@@ -259,7 +259,7 @@ def test_no_split_column_is_split_here(tiny, tmp_path, capsys):
 
 
 def test_early_stopping_on_flat_validation(tiny, tmp_path, monkeypatch):
-    from dfdlib import trainer as tr
+    from dfdlib.training import loop as tr
 
     def flat_evaluate(model, loader, n_items, loss_sum_fn, **kw):  # the validation loss never improves after epoch 1
         y = np.array(loader.dataset.ds.labels)
