@@ -10,7 +10,7 @@ import importlib
 import json
 import sys
 
-# each stage's cli module, whose add_cli() registers its sub-commands,, in the order `dfd --help` lists them.
+# each stage's cli module, whose add_cli() registers its sub-commands, in the order `dfd --help` lists them.
 _STAGE_MODULES = ["sample.cli", "preprocess.cli", "labels.cli", "training.cli", "predict.cli", "app.cli"]
 
 

@@ -1,4 +1,4 @@
-"""`dfd train` and `dfd sweep`. `dfd train`: one flag per TrainConfig field (help from the field metadata), a JSON config file, and the
+"""`dfd train`, `dfd sweep` and `dfd cache` (the clip stores training keeps). `dfd train`: one flag per TrainConfig field (help from the field metadata), a JSON config file, and the
 short names of the guide (--csv, --data, --out, --epochs, --lr)."""
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from dfdlib import clipstore
 from dfdlib.config import add_dataclass_args, config_help
 from dfdlib.training import sweep
 from dfdlib.training.loop import TrainConfig, train
@@ -24,6 +25,7 @@ def add_cli(subparsers) -> None:
     add_dataclass_args(p, TrainConfig, aliases=_FLAG_ALIASES)
     p.set_defaults(func=_cli)
     sweep.add_cli(subparsers)
+    clipstore.add_cli(subparsers)
 
 
 def _cli(args) -> int:
