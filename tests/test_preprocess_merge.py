@@ -6,6 +6,8 @@ import json
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dfdlib import merge_shard_reports
 from dfdlib.cli import main
@@ -88,3 +90,16 @@ def test_no_reports_or_several_runs(sharded, tmp_path):
 def _csv(df, path):
     write_csv(df, path)
     return path
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 16), st.integers(1, 256))
+def test_ray_actors_share_the_gpus_they_find(gpus, actors):
+    from dfdlib.preprocess.on_ray import actor_resources
+
+    want = actor_resources({"CPU": 64.0, "GPU": float(gpus)}, actors)
+    assert want["num_cpus"] == 1
+    if gpus == 0:
+        assert "num_gpus" not in want  # CPU-only actors: Ray hides no GPU from them, and needs none
+    else:
+        assert 0 < want["num_gpus"] <= 1 and (actors * want["num_gpus"] <= gpus or want["num_gpus"] == 0.001)

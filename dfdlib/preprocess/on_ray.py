@@ -10,6 +10,7 @@ crash) is replaced; the video it was on is retried once, then reported through `
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 
 LOCAL = "local"  # `--ray` without an address: start a Ray instance on this machine
@@ -97,13 +98,25 @@ def run_on_ray(tasks: list, fn, ray_arg=True, on_row=None, initializer=None, cra
             ray.shutdown()
 
 
+def actor_resources(resources: dict, actors: int) -> dict:
+    """What each actor asks Ray for: one CPU, and where the cluster has GPUs an equal share of them, so Ray
+    makes them visible to the actors and the detector ("auto": the torch MTCNN) runs on CUDA, batched over
+    each video's frames; without GPUs the actors stay CPU-only."""
+    gpus = float(resources.get("GPU", 0))
+    if gpus <= 0:
+        return {"num_cpus": 1}
+    share = math.floor(1000 * gpus / max(actors, 1)) / 1000  # rounded down: the shares always fit
+    return {"num_cpus": 1, "num_gpus": min(1.0, max(share, 0.001))}
+
+
 def _schedule(ray, tasks, fn, on_row, initializer, crash_row, actors, queued) -> list[dict]:
     from ray.exceptions import GetTimeoutError, RayActorError
 
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    resources = ray.cluster_resources()
+    cpus = int(resources.get("CPU", 1))
     pending = deque(work_units(tasks))
     n = max(1, min(len(pending), cpus, actors or cpus))
-    worker_cls = ray.remote(num_cpus=1)(VideoWorker)
+    worker_cls = ray.remote(**actor_resources(resources, n))(VideoWorker)
     fn_ref = ray.put(fn)  # once, not once per actor
     slots = [worker_cls.remote(fn_ref, initializer) for _ in range(n)]
     queues: list[deque] = [deque() for _ in range(n)]  # per actor: units, each a list of [index, ref|None]
