@@ -67,4 +67,4 @@ def test_a_grid_with_nothing_to_show_says_why(tmp_path):
 def test_the_preprocessing_notebook_draws_the_grid_with_the_library():
     nb = json.loads((Path(dfdlib.__file__).parents[1] / "notebooks" / "preprocessing.ipynb").read_text())
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    assert "dfdlib.preprocess.crop_grid(processed" in code and 'f"frame_{' not in code
+    assert "dfdlib.crop_grid(processed" in code and 'f"frame_{' not in code
