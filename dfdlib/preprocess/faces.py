@@ -268,16 +268,16 @@ def _faces(frames, res: FaceResult, cfg: PreprocessConfig, detector, min_frames,
     n = len(frames)
     need = max(1, math.ceil(cfg.min_detected * n - 1e-9))  # training's bar: a clip mostly of this face
     keep = need if min_frames is None else max(1, min(int(min_frames), need))
-    best = None  # (found, side, tracks) of the resolution that found the main face most often
+    best = None  # (found, side, tracks, detected) of the resolution that found the main face most often
     for side in start_small(frames, detector, cfg) + detection_sides(cfg, max(kh, kw)):
         res.detect_sides.append(side or max(kh, kw))
-        tracks, res.detected = _tracks(frames, detector, side, cfg, fx, fy, need)
+        tracks, detected = _tracks(frames, detector, side, cfg, fx, fy, need)
         found = len(tracks[0].dets) if tracks else 0
         if best is None or found > best[0]:
-            best = (found, res.detect_sides[-1], tracks)
+            best = (found, res.detect_sides[-1], tracks, detected)
         if found >= need:
             break
-    found, res.detect_side, tracks = best
+    found, res.detect_side, tracks, res.detected = best
     res.seen = [len(tr.dets) for tr in tracks]
     boxes = tracks[0].boxes(n) if tracks else [None] * n
     res.confidences = tracks[0].confidences(n) if tracks else [0.0] * n
