@@ -41,18 +41,19 @@ class Look:
     thumb: np.ndarray          # grey face box at THUMB x THUMB, zero-mean, unit-norm
 
 
-def _hist(hsv_frame: np.ndarray, box, rel) -> tuple[np.ndarray | None, float]:
-    """(L1 histogram, share of the region inside the frame) of a region placed relative to `box`."""
+def _hist(hsv: np.ndarray, box, rel, frame_hw: tuple[int, int], origin: tuple[int, int] = (0, 0)):
+    """(L1 histogram, share of the region inside the frame) of a region placed relative to `box`; `hsv` is
+    the part of the frame (frame_hw: its full height, width) whose top-left corner is at `origin`."""
     import cv2
 
-    h, w = hsv_frame.shape[:2]
+    h, w = frame_hw
     bw, bh = box[2] - box[0], box[3] - box[1]
     x1, y1, x2, y2 = box[0] + rel[0] * bw, box[1] + rel[1] * bh, box[2] + rel[2] * bw, box[3] + rel[3] * bh
     area = max((x2 - x1) * (y2 - y1), 1e-6)
     c = [int(round(v)) for v in (max(x1, 0), max(y1, 0), min(x2, w), min(y2, h))]
     if c[2] - c[0] < 2 or c[3] - c[1] < 2:
         return None, 0.0
-    region = np.ascontiguousarray(hsv_frame[c[1]:c[3], c[0]:c[2]])
+    region = np.ascontiguousarray(hsv[c[1] - origin[1]:c[3] - origin[1], c[0] - origin[0]:c[2] - origin[0]])
     hist = cv2.calcHist([region], [0, 1, 2], None, list(HIST_BINS), [0, 180, 0, 256, 0, 256]).ravel()
     return (hist / max(float(hist.sum()), 1.0)).astype(np.float32), (c[2] - c[0]) * (c[3] - c[1]) / area
 
@@ -72,11 +73,17 @@ def appearance(frame_rgb: np.ndarray, box, scale: tuple[float, float] = (1.0, 1.
     c = [int(round(v)) for v in (max(b[0], 0), max(b[1], 0), min(b[2], w), min(b[3], h))]
     if c[2] - c[0] < 2 or c[3] - c[1] < 2:
         return None
-    hsv = cv2.cvtColor(np.ascontiguousarray(frame_rgb), cv2.COLOR_RGB2HSV)
-    head, seen = _hist(hsv, b, HEAD)
+    # HSV of the part of the frame that HEAD and BODY can cover (with a pixel to spare for rounding), not of
+    # the whole frame: appearance runs once per detection.
+    bw, bh = b[2] - b[0], b[3] - b[1]
+    ox, oy = (max(0, int(math.floor(v)) - 1) for v in (b[0] + min(HEAD[0], BODY[0]) * bw, b[1] + HEAD[1] * bh))
+    ex, ey = (int(math.ceil(v)) + 1 for v in (b[2] + max(HEAD[2], BODY[2]) * bw, b[3] + BODY[3] * bh))
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame_rgb[oy:max(oy, min(ey, h)), ox:max(ox, min(ex, w))]),
+                       cv2.COLOR_RGB2HSV)
+    head, seen = _hist(hsv, b, HEAD, (h, w), (ox, oy))
     if head is None or seen < VISIBLE / 2:
         return None
-    body, body_seen = _hist(hsv, b, BODY)
+    body, body_seen = _hist(hsv, b, BODY, (h, w), (ox, oy))
     face = np.ascontiguousarray(frame_rgb[c[1]:c[3], c[0]:c[2]])
     grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
     grey = cv2.resize(grey, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -225,7 +232,7 @@ def seen_summary(tracks: list, need: int) -> str:
         return ""
     parts = []
     for k, tr in enumerate(sorted(tracks, key=lambda tr: (-len(tr.dets), -tr.score))[:5]):
-        side = float(np.median([max(d[2] - d[0], d[3] - d[1]) for d in tr.dets.values()]))
+        side = float(np.median([_side(d) for d in tr.dets.values()]))
         n = len(tr.dets)
         parts.append(f"{n} frame{'s' if n != 1 else ''} ({'face ' if k == 0 else ''}~{side:.0f} px)")
     more = f" and {len(tracks) - 5} more" if len(tracks) > 5 else ""
