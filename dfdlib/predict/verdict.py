@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ from dfdlib.predict.ensemble import Ensemble, as_model, members_of, sequence_len
 from dfdlib.predict.explain import grad_cam, save_cam_overlays
 from dfdlib.predict.registry import best_model
 from dfdlib.preprocess.config import PreprocessConfig
-from dfdlib.preprocess.faces import extract_faces
+from dfdlib.preprocess.faces import extract_faces, frames_needed
 from dfdlib.utils import ensure_writable, strict, write_csv
 from dfdlib.video import (  # the same files the preprocess stage treats as videos
     VIDEO_EXTENSIONS,
@@ -189,7 +188,7 @@ def predict_video(model, video_path, sequence_length: int | None = None, detecto
             if res.status == "no_face":
                 pred.reason = f"no face found: {pred.reason}"
             return finish()
-        need = math.ceil(res.config.min_detected * len(res.indices) - 1e-9)
+        need = frames_needed(res.config, len(res.indices))
         for face in res.faces:  # one person: the loop runs once, as with a single face
             seen = [c for c, f in zip(face.crops, face.filled, strict=True) if not f]
             crops = face.crops if len(seen) >= need else seen  # briefly seen: its own frames, padded

@@ -174,6 +174,17 @@ def detection_sides(config: PreprocessConfig, long_side: int) -> list[int]:
     return sides
 
 
+def frames_needed(cfg: PreprocessConfig, n: int) -> int:
+    """Sampled frames (of `n`) the main face must be detected in for training's clip: `min_detected` of them."""
+    return max(1, math.ceil(cfg.min_detected * n - 1e-9))
+
+
+def crop_faces(frames, boxes, cfg: PreprocessConfig, fx: float = 1.0, fy: float = 1.0) -> list:
+    """crop_face of each frame at its full-resolution box, (fx, fy) being full resolution over the frames'."""
+    return [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size, cfg.crop == "stretch")
+            for f, b in zip(frames, boxes, strict=True)]
+
+
 def start_small(frames, detector, cfg: PreprocessConfig) -> list[int]:
     """[half of detect_max_side] when the faces are large enough to be found there too (every face on the
     middle sampled frame >= LARGE_FACE px at half size: close-ups, interviews), else []. Detection then
@@ -266,7 +277,7 @@ def _faces(frames, res: FaceResult, cfg: PreprocessConfig, detector, min_frames,
     kh, kw = frames[0].shape[:2]
     fx, fy = info.width / kw, info.height / kh  # kept frame → full resolution (1.0 unless over budget)
     n = len(frames)
-    need = max(1, math.ceil(cfg.min_detected * n - 1e-9))  # training's bar: a clip mostly of this face
+    need = frames_needed(cfg, n)  # training's bar: a clip mostly of this face
     keep = need if min_frames is None else max(1, min(int(min_frames), need))
     best = None  # (found, side, tracks, detected) of the resolution that found the main face most often
     for side in start_small(frames, detector, cfg) + detection_sides(cfg, max(kh, kw)):
@@ -298,9 +309,7 @@ def _faces(frames, res: FaceResult, cfg: PreprocessConfig, detector, min_frames,
         if len(tr.dets) < keep:  # seen too briefly (ranked after those seen often enough, so none after it is)
             break
         bxs, filled = fill_missing(tr.boxes(n))
-        crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], cfg.margin, cfg.size,
-                           cfg.crop == "stretch")
-                 for f, b in zip(frames, bxs, strict=True)]
-        res.faces.append(Face(len(res.faces), crops, bxs, tr.confidences(n), filled, tr.score))
+        res.faces.append(Face(len(res.faces), crop_faces(frames, bxs, cfg, fx, fy), bxs, tr.confidences(n), filled,
+                              tr.score))
     res.crops = res.faces[0].crops
     return done("ok")

@@ -10,14 +10,14 @@ Anything else, and the caller detects as usual. faces.json says where the boxes 
 from __future__ import annotations
 
 import json
-import math
+import time
 from pathlib import Path
 
 import numpy as np
 
 from dfdlib.boxes import iou
 from dfdlib.preprocess.config import PreprocessConfig
-from dfdlib.preprocess.faces import Face, FaceResult, crop_face
+from dfdlib.preprocess.faces import FRAME_BUDGET_BYTES, Face, FaceResult, crop_faces, default_detector
 from dfdlib.video import VideoError, read_frames_at, video_header
 
 REUSE_IOU = 0.6      # a detection on the fake must overlap the original's box this much, on each check frame
@@ -62,8 +62,6 @@ def extract_with_boxes(video_path, manifests: list[dict], config: PreprocessConf
     FaceDetector for the check, the decoder's threads and the original's name for faces.json. Returns
     (FaceResult, "") when the boxes were reused, else (None, why not) and the caller detects as usual.
     """
-    import time
-
     t0 = time.perf_counter()
     main = manifests[0]
     try:  # the header first (no decoding), then the decoded frames' size
@@ -71,7 +69,7 @@ def extract_with_boxes(video_path, manifests: list[dict], config: PreprocessConf
         if why:
             return None, why
         indices = [int(i) for i in main["indices"]]
-        frames, info = read_frames_at(video_path, indices, max(1, (1 << 30) // (3 * len(indices))), threads)
+        frames, info = read_frames_at(video_path, indices, max(1, FRAME_BUDGET_BYTES // (3 * len(indices))), threads)
     except VideoError as e:
         return None, str(e)
     why = same_geometry(info, main)
@@ -100,15 +98,12 @@ def extract_with_boxes(video_path, manifests: list[dict], config: PreprocessConf
                      replaced=list(main.get("replaced") or [""] * len(indices)),
                      detected=[t in checks for t in range(len(indices))])
     for k, m in enumerate(manifests):
-        crops = [crop_face(f, [b[0] / fx, b[1] / fy, b[2] / fx, b[3] / fy], config.margin, config.size,
-                           config.crop == "stretch") for f, b in zip(frames, m["boxes"], strict=True)]
-        res.faces.append(Face(k, crops, [list(b) for b in m["boxes"]], list(m["confidences"]), list(m["filled"]),
-                              float(m.get("prominence", 0.0))))
+        res.faces.append(Face(k, crop_faces(frames, m["boxes"], config, fx, fy), [list(b) for b in m["boxes"]],
+                              list(m["confidences"]), list(m["filled"]), float(m.get("prominence", 0.0))))
     first = res.faces[0]
     res.crops, res.boxes, res.confidences, res.filled = first.crops, first.boxes, first.confidences, first.filled
     res.seen = [int(sum(not x for x in f.filled)) for f in res.faces]
-    res.reused = {"from": source, "checked_frames": checks,
-                  "check_iou": [round(v, 3) for v in overlaps if math.isfinite(v)]}
+    res.reused = {"from": source, "checked_frames": checks, "check_iou": [round(v, 3) for v in overlaps]}
     res.seconds = time.perf_counter() - t0
     return res, ""
 
@@ -117,8 +112,6 @@ def reuse_or_none(video_path, original_dir, config: PreprocessConfig, detector=N
                   source: str = "") -> FaceResult | None:
     """extract_with_boxes from the processed original in `original_dir` (the process-wide detector if None),
     or None when the original has no usable manifest or the check fails."""
-    from dfdlib.preprocess.faces import default_detector
-
     manifests = original_manifests(original_dir)
     if not manifests:
         return None
