@@ -327,8 +327,9 @@ def replace_unusable(path: str | Path, frames: list[np.ndarray], indices: list[i
                     f = _to_rgb(bgr, max_pixels)
                     c, s, _ = frame_quality(f)
                     if c >= FLAT_STD and s >= BLUR_RATIO * ref and f.shape == frames[slots[0]].shape:
+                        shot = layout(f) if layouts else None
                         for t in slots:  # a blurred frame takes only a frame of its own shot, never across a cut
-                            if kinds[t] == "flat" or layout(f) @ layouts[t] >= SAME_SHOT:
+                            if kinds[t] == "flat" or shot @ layouts[t] >= SAME_SHOT:
                                 found[t] = (i, f)
             i += 1
     finally:
