@@ -122,6 +122,19 @@ class FaceResult:
         }
 
 
+def crop_region(box_xyxy, frame_w: int, frame_h: int, margin: float = 0.3, stretch: bool = False
+                ) -> tuple[int, int, int, int]:
+    """The part of a frame (xyxy, integer px) that crop_face resizes to its square: the square around the box
+    (+margin, may extend past the frame, where it is black), or with `stretch` the box itself (+margin as a
+    fraction of its width/height) clipped to the frame."""
+    if not stretch:
+        return square_box(box_xyxy, margin)
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy[:4])
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    x0, y0 = min(max(0, round(x1 - mx)), frame_w - 1), min(max(0, round(y1 - my)), frame_h - 1)
+    return x0, y0, max(min(frame_w, round(x2 + mx)), x0 + 1), max(min(frame_h, round(y2 + my)), y0 + 1)
+
+
 def crop_face(frame_rgb: np.ndarray, box_xyxy, margin: float = 0.3, size: int = 224,
               stretch: bool = False) -> np.ndarray:
     """Square crop around a face box, resized to size x size.
@@ -134,17 +147,12 @@ def crop_face(frame_rgb: np.ndarray, box_xyxy, margin: float = 0.3, size: int = 
     """
     import cv2
 
+    h, w = frame_rgb.shape[:2]
+    left, top, right, bottom = crop_region(box_xyxy, w, h, margin, stretch)
     if stretch:
-        h, w = frame_rgb.shape[:2]
-        x1, y1, x2, y2 = (float(v) for v in box_xyxy[:4])
-        mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-        x0, y0 = min(max(0, round(x1 - mx)), w - 1), min(max(0, round(y1 - my)), h - 1)
-        x3, y3 = max(min(w, round(x2 + mx)), x0 + 1), max(min(h, round(y2 + my)), y0 + 1)
-        region = frame_rgb[y0:y3, x0:x3]
+        region = frame_rgb[top:bottom, left:right]
         interp = cv2.INTER_AREA if max(region.shape[:2]) > size else cv2.INTER_LINEAR
         return np.ascontiguousarray(cv2.resize(region, (size, size), interpolation=interp))
-    left, top, right, bottom = square_box(box_xyxy, margin)
-    h, w = frame_rgb.shape[:2]
     s = right - left
     x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, w), min(bottom, h)
     if x0 == left and y0 == top and x1 == right and y1 == bottom:
