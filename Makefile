@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py --check
 
 bench: $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/predict.py

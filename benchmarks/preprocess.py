@@ -40,11 +40,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from dataset_shaped import dataset_section, ffpp_section  # noqa: E402
 
-from dfdlib.boxes import (
-    iou,  # noqa: E402
-    square_box,  # noqa: E402
-)
+from dfdlib.boxes import iou, square_box  # noqa: E402
 from dfdlib.preprocess.faces import PreprocessConfig, default_detector, extract_faces  # noqa: E402
 from dfdlib.sample import scenes  # noqa: E402
 from dfdlib.sample.footage import carphone_frames  # noqa: E402
@@ -112,53 +110,6 @@ def keyframe_iou(res, res_all, margin: float) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def ffpp_section(tmp: Path, cfg) -> list[str]:
-    """A generated FF++-shaped tree (2 originals x 4 methods) preprocessed with and without box reuse:
-    per-video times, fake/original ratio, crop IoU of reused vs detected boxes, dataset-level speed-ups."""
-    import json
-
-    from dfdlib.preprocess.run import preprocess_dataset
-
-    src = tmp / "FaceForensics++"
-    scenes.ffpp_tree(src, originals=2, methods=scenes.FAKE_METHODS, size=(640, 360), frames=150)
-    runs = {}
-    for name, reuse in (("reuse", True), ("detect", False)):
-        out = tmp / f"ffpp_{name}"
-        rep = preprocess_dataset(src, out, dataclasses.replace(cfg, reuse_boxes=reuse), progress=False)
-        assert (rep["status"] == "ok").all(), rep[["video", "reason"]]
-        runs[name] = (out, rep.set_index("video"))
-    (out_r, rep_r), (out_d, rep_d) = runs["reuse"], runs["detect"]
-    real = rep_r["label"] == "real"
-    t_orig = float(rep_r.loc[real, "seconds"].mean())
-    t_fake_reuse = float(rep_r.loc[~real, "seconds"].mean())
-    t_fake_det = float(rep_d.loc[~real, "seconds"].mean())
-    ious = []
-    for f in out_r.glob("fake/*/c23/*/faces.json"):
-        a = json.loads(f.read_text())
-        b = json.loads((out_d / f.parent.relative_to(out_r) / "faces.json").read_text())
-        ious += [iou(square_box(x, cfg.margin), square_box(y, cfg.margin))
-                 for x, y in zip(a["boxes"], b["boxes"], strict=True)]
-    reused = int((rep_r.loc[~real, "boxes_from"].fillna("") != "").sum())
-    lines = ["", "## Fakes cut with their original's boxes (FF++-shaped tree)", "",
-             f"`scenes.ffpp_tree`: 2 originals (640x360, 150 frames, the photo's person drifting) x 4 methods whose "
-             f"fakes change only the inner face; {reused} of {int((~real).sum())} fakes took their original's boxes. "
-             "Per-video time is the report's `seconds` (decode, detection, crops, JPEGs).", "",
-             "| | mean s per video | vs the original |", "|---|---|---|",
-             f"| original | {t_orig:.2f} | 1.00 |",
-             f"| fake, detected (`--no-reuse-boxes`) | {t_fake_det:.2f} | {t_fake_det / t_orig:.2f} |",
-             f"| fake, boxes reused (default) | {t_fake_reuse:.2f} | {t_fake_reuse / t_orig:.2f} |", "",
-             f"Crop IoU of the reused boxes against the fakes' own detection: mean {np.mean(ious):.3f}, min "
-             f"{np.min(ious):.3f} ({len(ious)} frames).", ""]
-    for name, ratio in (("FaceForensics++ (4 fakes per original)", 4.0), ("DFDC (4.4 fakes per original)", 4.4)):
-        before = t_orig + ratio * t_fake_det
-        after = t_orig + ratio * t_fake_reuse
-        lines.append(f"- {name}: {before:.2f} s → {after:.2f} s per original and its fakes, **{before / after:.2f}x** "
-                     "the dataset's face stage.")
-    for line in lines:
-        print(line)
-    return lines
-
-
 def decode_only(path: Path) -> tuple[float, int]:
     t = time.perf_counter()
     cap = cv2.VideoCapture(str(path))
@@ -220,6 +171,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=20, help="frames sampled per video")
     ap.add_argument("--detect-max-side", type=int, default=PreprocessConfig().detect_max_side)
     ap.add_argument("--quick", action="store_true", help="3 s videos (a smoke run; numbers are less stable)")
+    ap.add_argument("--no-dataset-shaped", action="store_true",
+                    help="skip the H.264 dataset-shaped rows (benchmarks/dataset_shaped.py; they need PyAV)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "preprocess.md"))
     args = ap.parse_args(argv)
     seconds = 3.0 if args.quick else args.seconds
@@ -263,6 +216,8 @@ def main(argv=None) -> int:
                   f"{k_iou:.3f})", flush=True)
         retry = retry_cost(clip, n, cfg, det, Path(tmp), next(r for r in rows if r["video"] == "carphone_1920x1080"))
         ffpp = ffpp_section(Path(tmp), cfg)
+        shaped = [] if args.no_dataset_shaped else dataset_section(clip, cfg, det, make_video, decode_only,
+                                                                   keyframe_iou)
     tot_naive, tot_ours, tot_dec = (sum(r[k] for r in rows) for k in ("naive", "ours", "decode"))
     overall = tot_naive / tot_ours
     mean_iou = float(np.mean([r["crop_iou"] for r in rows]))
@@ -299,7 +254,7 @@ def main(argv=None) -> int:
     lines.append(f"| **overall** | | {tot_naive:.2f} | {tot_ours:.2f} | {tot_dec:.2f} | **{overall:.1f}x** | "
                  f"{tot_ours / tot_dec:.2f} | {mean_iou:.3f} | | {tot_all:.2f} | {tot_all / tot_ours:.2f}x | | "
                  f"{np.nanmean([r['k_iou'] for r in rows]):.3f} |")
-    lines += ["", target, "", retry, *ffpp, "",
+    lines += ["", target, "", retry, *shaped, *ffpp, "",
               "naive = decode every frame + MTCNN on every full-resolution frame (the guide's recipe), keeping the "
               "sampled frames' most confident face; ours = `extract_faces` (streamed decode, batched detection on a "
               "copy downscaled to detect_max_side, one tracked face); decode-only = `grab()` of every frame. Crop IoU "

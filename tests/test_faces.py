@@ -269,6 +269,7 @@ def test_tensorflow_is_kept_off_the_gpus_unless_the_detector_runs_there():
     tf = SimpleNamespace(config=_FakeTFConfig())
     assert hide_gpus_from_tensorflow(tf, keep=True) == ["GPU:0", "GPU:1"]
     assert tf.config.growth == [("GPU:0", True), ("GPU:1", True)]
-    import tensorflow as real_tf  # on this CPU machine: no GPU, nothing to hide, no error
+    from dfdlib.preprocess.detector import import_tensorflow
 
+    real_tf = import_tensorflow()  # on this CPU machine: no GPU, nothing to hide, no error
     assert hide_gpus_from_tensorflow(real_tf) == []

@@ -61,9 +61,7 @@ def torch_det():
 
 @pytest.fixture(scope="module")
 def tf_det():
-    import torchvision  # noqa: F401  before TensorFlow (the other order segfaults here)
-
-    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")  # FaceDetector imports it after triton (the other order segfaults)
     return FaceDetector(backend="tf")
 
 

@@ -72,6 +72,9 @@ def test_videos_decode_with_configured_size_fps_and_length(sample_dir):
 
 @pytest.mark.slow
 def test_mtcnn_finds_the_face(sample_dir):
+    from dfdlib.preprocess.detector import import_tensorflow
+
+    import_tensorflow()  # triton before TensorFlow: the other order segfaults a later torchvision import
     from mtcnn import MTCNN
 
     detector = MTCNN(device="CPU:0")

@@ -165,3 +165,46 @@ def test_keyframe_detection_runs_where_it_must(scene, every, cuts):
             nxt = min(k for k in range(t + 1, n) if ran[k])
             assert len(got[t]) == len(dets[prev]) == len(dets[nxt]) and not any(cuts[prev + 1:nxt + 1])
             assert got[t].shape == (len(dets[prev]), 5) and np.isfinite(got[t]).all()
+            # moved onto its face from the linear interpolation by at most the search window (half a box);
+            # the box's size stays the interpolated one
+            w = (t - prev) / (nxt - prev)
+            for row in got[t]:
+                ends = [(a, b) for a in dets[prev] for b in dets[nxt]
+                        if np.allclose(row[2:4] - row[:2], ((1 - w) * a + w * b)[2:4] - ((1 - w) * a + w * b)[:2])]
+                assert ends, row
+                a, b = ends[0]
+                lin = (1 - w) * a[:4] + w * b[:4]
+                near = a if t - prev <= nxt - t else b
+                assert np.abs(row[:4] - lin).max() <= 0.5 * max(near[2] - near[0], near[3] - near[1]) + 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**16), st.integers(2, 5), st.integers(10, 28), st.floats(0.0, 0.45))
+def test_a_face_that_moves_away_and_back_is_followed(seed, every, side, swing):
+    """A textured face moving away and back between two keyframes (as a talking head does): the followed
+    boxes sit on it, where linear interpolation between the keyframes would not."""
+    from dfdlib.preprocess.keyframes import detect_sparse
+
+    rng = np.random.default_rng(seed)
+    H, W = 120, 160
+    face = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    backdrop = rng.integers(0, 256, (H // 8, W // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    n = 2 * every + 1
+    x0, y0 = 40, 40
+    path = [(x0 + round(swing * side * abs(np.sin(np.pi * t / every))), y0) for t in range(n)]  # out and back
+    frames = []
+    for x, y in path:
+        f = backdrop.copy()
+        f[y:y + side, x:x + side] = face
+        frames.append(f)
+    truth = [np.array([[x, y, x + side, y + side, 0.99]], float) for x, y in path]
+    scale = (2.0, 2.0)  # the detector's boxes are at full resolution, twice the frames'
+
+    def detect(chunk):
+        return [truth[next(t for t in range(n) if f is frames[t])] * [*scale, *scale, 1] for f in chunk]
+
+    got, ran = detect_sparse(frames, detect, every, scale)
+    for t in range(n):
+        if not ran[t]:
+            assert np.abs(got[t][0, :4] / scale[0] - truth[t][0, :4]).max() <= 1.0, (t, got[t], truth[t])
+    assert not all(ran)  # the face was followed, not detected again on every frame

@@ -21,6 +21,20 @@ from dfdlib.preprocess.config import DETECTOR_BACKENDS
 TORCH_CPU_THREADS = 1
 
 
+def import_tensorflow():
+    """`import tensorflow` (quiet), triton first: triton (torch's compiler, imported by torchvision) segfaults
+    when it is loaded after TensorFlow (tensorflow-cpu 2.21 + torch 2.14), so a process that detects with the
+    TF backend and then trains, or a test that imports TensorFlow, must load it before."""
+    import importlib.util
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+    import tensorflow as tf
+
+    return tf
+
+
 def hide_gpus_from_tensorflow(tf, keep: bool = False) -> list:
     """Keeps TensorFlow off the GPUs (MTCNN runs on the CPU), so it cannot reserve GPU memory beside torch.
 
@@ -76,14 +90,7 @@ class FaceDetector:
             self.device = str(self.mtcnn.device)
             return
         self.device = "GPU:0" if dev.startswith(("gpu", "cuda")) else "CPU:0"
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import importlib.util
-
-        # triton (torch's compiler, imported by torchvision) segfaults when it is loaded after TensorFlow
-        # (tensorflow-cpu 2.21 + torch 2.14): load it first, so preprocessing then training in one process works.
-        if importlib.util.find_spec("triton") is not None:
-            import triton  # noqa: F401
-        import tensorflow as tf
+        tf = import_tensorflow()
         from mtcnn import MTCNN
 
         hide_gpus_from_tensorflow(tf, keep=self.device.startswith("GPU"))

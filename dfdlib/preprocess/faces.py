@@ -220,7 +220,7 @@ def _tracks(frames, detector: FaceDetector, side: int, cfg: PreprocessConfig, fx
             out.append(d[keep])
         return out
 
-    dets, ran = detect_sparse(frames, detect, cfg.keyframes)
+    dets, ran = detect_sparse(frames, detect, cfg.keyframes, (fx, fy))
     looks = ([[appearance(f, r, (fx, fy)) for r in d] for f, d in zip(frames, dets, strict=True)]
              if cfg.reacquire <= 1 else None)
     return rank_tracks(build_tracks(dets, looks, cfg.track_iou, cfg.reacquire), need), ran
