@@ -96,6 +96,7 @@ def main(argv=None) -> int:
         a.n_real, a.n_fake, a.epochs = 8, 4, 1
     import torch
 
+    from dfdlib.labels.io import read_labels
     from dfdlib.model import load_model
     from dfdlib.predict.evaluate import evaluate_model
     from dfdlib.preprocess.faces import PreprocessConfig
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
             counts[test] = (int((rows.label == 0).sum()), int((rows.label == 1).sum()))
         print(f"{name}: " + ", ".join(f"{k} AUC {v:.3f}" for k, v in results[name].items()), flush=True)
     total = time.time() - t0
-    train_counts = {n: pd.read_csv(c).query("split == 'train'").label.value_counts().to_dict() for n, c in csvs.items()}
+    train_counts = {n: read_labels(c).query("split == 'train'").label.value_counts().to_dict() for n, c in csvs.items()}
     lines = write_report(a, results, counts, train_counts, times, total, labels, load0)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

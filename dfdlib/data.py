@@ -17,7 +17,13 @@ import torch
 from torch.utils.data import Dataset
 
 from dfdlib.clipstore import open_store
-from dfdlib.utils import FRAME_RE, frame_files, frame_number  # noqa: F401  (public here too: data.frame_number)
+from dfdlib.utils import (  # noqa: F401  (public here too: data.frame_number)
+    FRAME_RE,
+    check_processed_root,
+    frame_files,
+    frame_number,
+    parse_label,
+)
 from dfdlib.video import sample_indices
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -224,35 +230,29 @@ def _safe_relative(name, row_desc: str) -> PurePosixPath:
 class FaceSequenceDataset(Dataset):
     """Labelled clips of face crops: `dataset[i] -> (float clip (T, 3, S, S), label int)` (0 real, 1 fake).
 
-    Takes a labels CSV path or DataFrame (filename,label[,split]) with filenames relative to
-    `processed_root`, the clip length, an optional split filter (str or list), a transform (default: eval
+    Takes a labels table: a DataFrame (filename,label[,split]) with filenames relative to `processed_root`,
+    as the labels stage reads and checks a CSV (`dfdlib.read_labels(path)`, `dfdlib.validate_labels`), the clip length, an optional split filter (str or list), a transform (default: eval
     `build_transforms` when `image_size` is given, else normalisation only), the frame sampling, and
     `cache`: "disk" (clips resized to `store_size` once, kept in a dfdlib.clipstore file shared by all
     workers through the page cache: memory does not grow with the dataset), "ram" (each reading process
     keeps its own uint8 copy: T*3*H*W bytes a clip, per worker), or "off" (decode the JPEGs every time).
-    Raises ValueError naming the row for unsafe paths, bad labels, and (unless `skip_bad`) missing or
-    empty folders; with skip_bad=True those rows are dropped, warned about and listed in `skipped`.
+    Raises TypeError for a CSV path instead of a table, FileNotFoundError for a missing root, ValueError
+    naming the row for unsafe paths, bad labels, and (unless `skip_bad`) missing or empty folders; with skip_bad=True those rows are dropped, warned about and listed in `skipped`.
     Clips padded by repeating their last frame are listed in `padded` and warned about once.
     """
 
-    def __init__(self, labels_csv, processed_root, sequence_length: int, split=None, transform=None,
+    def __init__(self, labels, processed_root, sequence_length: int, split=None, transform=None,
                  sampling: str = "even", cache: str | bool = "off", image_size: int | None = None,
                  skip_bad: bool = False, store_size: int | None = None, store_dir=None):
         import pandas as pd
 
-        self.root = Path(processed_root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"processed root {self.root} does not exist; run preprocess first")
+        if not isinstance(labels, pd.DataFrame):  # the labels CSV has one reader: the labels stage's
+            raise TypeError(f"FaceSequenceDataset takes a labels table (DataFrame), got {type(labels).__name__}: "
+                            f"read a labels CSV with dfdlib.read_labels({str(labels)!r}) or dfdlib.validate_labels")
+        self.root = check_processed_root(processed_root)
         select_indices(1, sequence_length, sampling)  # validates both
         self.sequence_length, self.sampling = int(sequence_length), sampling
-        if isinstance(labels_csv, pd.DataFrame):
-            df, source = labels_csv.reset_index(drop=True), "labels DataFrame"
-        else:
-            source = str(labels_csv)
-            try:
-                df = pd.read_csv(labels_csv, dtype={"filename": str})
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-                raise ValueError(f"cannot read labels CSV {source}: {e}") from e
+        df, source = labels.reset_index(drop=True), "labels table"
         missing_cols = {"filename", "label"} - set(df.columns)
         if missing_cols:
             raise ValueError(f"{source} lacks column(s) {sorted(missing_cols)}; expected filename,label[,split]")
@@ -274,8 +274,8 @@ class FaceSequenceDataset(Dataset):
         for pos, (name, label) in enumerate(zip(df["filename"], df["label"], strict=True)):
             row = f"{source} row {pos + 1} ({name!r})"
             rel = _safe_relative(name, row)
-            lab = pd.to_numeric(pd.Series([label]), errors="coerce").iloc[0]
-            if lab not in (0, 1):
+            lab = parse_label(label)[0]
+            if lab is None:
                 raise ValueError(f"{row}: label {label!r} must be 0 (real) or 1 (fake)")
             folder = self.root / rel
             numbers = frame_files(folder) if folder.is_dir() else None

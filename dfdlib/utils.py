@@ -1,5 +1,5 @@
-"""Small shared helpers: atomic file/folder writes, device choice, seeding, environment report, worker
-processes that end with their parent."""
+"""Small shared helpers: atomic file/folder writes, device choice, seeding, environment report, frame files,
+label cells and groups (union-find), worker processes that end with their parent."""
 from __future__ import annotations
 
 import contextlib
@@ -232,6 +232,70 @@ def split_face(filename: str) -> tuple[str, int | None]:
     head, _, last = str(filename).rstrip("/").rpartition("/")
     m = FACE_DIR_RE.fullmatch(last)
     return (head, int(m.group(1))) if m and head.count("/") >= 1 else (str(filename), None)
+
+
+# ---------------------------------------------------------------- labels, groups, processed roots
+# What the datasets, labels and training stages share about a labelled folder tree (one definition each).
+TEXT_LABELS = {"real": 0, "fake": 1}
+
+
+def cell(v) -> str:
+    """A CSV/DataFrame cell as stripped text; None/NaN → ''."""
+    if v is None or (isinstance(v, float) and v != v) or v.__class__.__name__ in ("NAType", "NaTType"):
+        return ""
+    return str(v).strip()
+
+
+def parse_label(v) -> tuple[int | None, bool]:
+    """A label cell → (0 real / 1 fake, or None if it is neither; whether it was given as REAL/FAKE text).
+    Accepts 0/1 (also 0.0, "1.0"), real/fake in any case."""
+    s = cell(v).lower()
+    if s in TEXT_LABELS:
+        return TEXT_LABELS[s], True
+    try:
+        f = float(s)
+    except ValueError:
+        return None, False
+    return (int(f), False) if f in (0.0, 1.0) else (None, False)
+
+
+class UnionFind:
+    """Disjoint sets of hashable items (ints, or strings), grown on demand: `union(a, b)` joins the sets of
+    a and b, `find(x)` names x's set by its smallest item, so the names are stable across runs."""
+
+    def __init__(self, items=()):
+        self.parent = {x: x for x in items}
+
+    def find(self, x):
+        parent = self.parent
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]  # path halving
+            x = parent[x]
+        return x
+
+    def union(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def not_found(what: str, path: str | os.PathLike) -> FileNotFoundError:
+    """The error for a missing input: names the path tried, its absolute form and the working directory."""
+    path = Path(path)
+    return FileNotFoundError(
+        f"{what} not found: tried {str(path)!r} (= {path.absolute()}) from working directory {os.getcwd()}. "
+        "Check the path, or give an absolute path."
+    )
+
+
+def check_processed_root(path: str | os.PathLike) -> Path:
+    """The processed root (what `dfd preprocess` wrote: `<root>/<real|fake>/<video>/frame_<i>.jpg`, or a
+    face-frame dataset's root) as a Path. Raises FileNotFoundError (not_found) when it is not a folder."""
+    root = Path(path)
+    if not root.is_dir():
+        raise not_found("processed folder (the output of `dfd preprocess`)", root)
+    return root
 
 
 # ---------------------------------------------------------------- worker processes

@@ -24,6 +24,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from dfdlib.app import core as app_core  # noqa: E402
 from dfdlib.app.web import launch_app, upload_root  # noqa: E402
 from dfdlib.data import FaceSequenceDataset  # noqa: E402
+from dfdlib.labels.io import read_labels  # noqa: E402
 from dfdlib.model import ResNeXtLSTM, load_model, save_model  # noqa: E402
 from dfdlib.predict.verdict import predict_video  # noqa: E402
 from dfdlib.preprocess.faces import default_detector  # noqa: E402
@@ -38,7 +39,7 @@ def _train(processed_dir, labels_csv, seed: int = 0, epochs: int = 8) -> torch.n
     """A tiny model fitted on all 8 sample clips (≈1 s): it tells the sample's reals from its fakes."""
     seed_everything(seed)
     model = ResNeXtLSTM(backbone="tiny", hidden_dim=32)
-    ds = FaceSequenceDataset(labels_csv, processed_dir, SEQ, split=None, image_size=SIZE)
+    ds = FaceSequenceDataset(read_labels(labels_csv), processed_dir, SEQ, split=None, image_size=SIZE)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()

@@ -19,6 +19,7 @@ from dfdlib.data import (
     frames_to_clip,
     read_clip,
 )
+from dfdlib.labels.io import read_labels
 from dfdlib.video import sample_indices
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -42,7 +43,8 @@ def write_frames(folder, n, size=32, color=None, seed=0):
 
 @pytest.fixture
 def processed(tmp_path):
-    """processed/{real,fake}/<video>/frame_<i>.jpg: 3 real and 3 fake videos, one of them short."""
+    """processed/{real,fake}/<video>/frame_<i>.jpg: 3 real and 3 fake videos, one of them short, and their
+    labels table as the labels stage reads labels.csv."""
     root = tmp_path / "processed"
     rows = []
     for label, kind in ((0, "real"), (1, "fake")):
@@ -51,7 +53,7 @@ def processed(tmp_path):
             rows.append({"filename": f"{kind}/v{j}", "label": label, "split": "train" if j < 2 else "val"})
     csv = tmp_path / "labels.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
-    return root, csv
+    return root, read_labels(csv)
 
 
 def grey_levels(clip: torch.Tensor) -> list[int]:
@@ -134,10 +136,10 @@ def test_train_augmentation_is_the_same_for_all_frames_of_a_clip():
 # --------------------------------------------------------------------------------------------- dataset
 @pytest.mark.parametrize("t", [1, 10, 20])
 def test_dataset_shapes_and_loader(processed, t):
-    root, csv = processed
+    root, labels = processed
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = FaceSequenceDataset(csv, root, t, transform=build_transforms(True, 24))
+        ds = FaceSequenceDataset(labels, root, t, transform=build_transforms(True, 24))
     assert sum("are padded" in str(w.message) for w in caught) == (1 if t > 5 else 0)
     assert len(ds) == 6 and ds.labels == [0, 0, 0, 1, 1, 1]
     x, y = ds[3]
@@ -150,21 +152,32 @@ def test_dataset_shapes_and_loader(processed, t):
 
 
 def test_dataset_split_and_dataframe_input(processed):
-    root, csv = processed
-    df = pd.read_csv(csv)
+    root, labels = processed
+    df = labels
     ds = FaceSequenceDataset(df, root, 4, split="train", image_size=16)
     assert ds.filenames == ["real/v0", "real/v1", "fake/v0", "fake/v1"]
     assert ds[0][0].shape == (4, 3, 16, 16)
-    assert len(FaceSequenceDataset(csv, root, 4, split=["train", "val"])) == 6
+    assert len(FaceSequenceDataset(labels, root, 4, split=["train", "val"])) == 6
     with pytest.raises(ValueError, match=r"no rows with split in \['test'\].*\['train', 'val'\]"):
-        FaceSequenceDataset(csv, root, 4, split="test")
+        FaceSequenceDataset(labels, root, 4, split="test")
     with pytest.raises(ValueError, match="no 'split' column"):
         FaceSequenceDataset(df.drop(columns="split"), root, 4, split="train")
 
 
+def test_dataset_takes_the_labels_table_not_a_csv(processed, tmp_path):
+    root, labels = processed
+    csv = tmp_path / "labels.csv"
+    with pytest.raises(TypeError, match=r"labels table.*dfdlib.read_labels\("):
+        FaceSequenceDataset(csv, root, 4)
+    with pytest.raises(FileNotFoundError, match="processed folder"):
+        FaceSequenceDataset(labels, tmp_path / "nowhere", 4)
+    text = labels.assign(label=["REAL" if y == 0 else "fake" for y in labels["label"]])  # the one label parser
+    assert FaceSequenceDataset(text, root, 4).labels == FaceSequenceDataset(labels, root, 4).labels
+
+
 def test_frames_to_clip_matches_dataset(processed):
-    root, csv = processed
-    ds = FaceSequenceDataset(csv, root, 7, split="train", image_size=20)
+    root, labels = processed
+    ds = FaceSequenceDataset(labels, root, 7, split="train", image_size=20)
     folder = root / ds.filenames[1]
     fresh = [cv2.cvtColor(cv2.imread(str(folder / f"frame_{i}.jpg")), cv2.COLOR_BGR2RGB) for i in range(12)]
     assert torch.allclose(frames_to_clip(fresh, 7, 20), ds[1][0], atol=0.05)
@@ -175,16 +188,16 @@ def test_frames_to_clip_matches_dataset(processed):
 
 
 def test_cache_returns_same_tensor_without_decoding_again(processed, monkeypatch):
-    root, csv = processed
+    root, labels = processed
     calls = []
     decode = data._decode_frames
     monkeypatch.setattr(data, "_decode_frames", lambda paths: calls.append(len(paths)) or decode(paths))
-    ds = FaceSequenceDataset(csv, root, 6, split="train", cache=True, image_size=16)
+    ds = FaceSequenceDataset(labels, root, 6, split="train", cache=True, image_size=16)
     first = ds[1][0]
     assert len(calls) == 1
     second = ds[1][0]
     assert len(calls) == 1 and torch.equal(first, second)
-    uncached = FaceSequenceDataset(csv, root, 6, split="train", image_size=16)
+    uncached = FaceSequenceDataset(labels, root, 6, split="train", image_size=16)
     assert torch.equal(uncached[1][0], first) and len(calls) == 2
     uncached[1]
     assert len(calls) == 3
@@ -224,7 +237,7 @@ def pipeline_outputs(request):
 
 def test_dataset_on_preprocessed_sample(pipeline_outputs):
     processed_dir, labels_csv = pipeline_outputs
-    ds = FaceSequenceDataset(labels_csv, processed_dir, 8, image_size=32)
+    ds = FaceSequenceDataset(read_labels(labels_csv), processed_dir, 8, image_size=32)
     assert ds.padded == [] and sorted(set(ds.labels)) == [0, 1]
     x, y = ds[0]
     assert x.shape == (8, 3, 32, 32) and torch.isfinite(x).all() and y in (0, 1)

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from dfdlib import cli
 from dfdlib.datasets.layouts import find_samples, samples_frame
-from dfdlib.labels.io import validate_labels
-from dfdlib.labels.sources import from_frames_dataset, from_processed, split_official
+from dfdlib.labels.io import read_labels, validate_labels
+from dfdlib.labels.sources import from_frames_dataset, from_processed
+from dfdlib.labels.splits import split_official
 from dfdlib.utils import frame_files, frame_number
 
 METHODS = ("Deepfakes", "FaceSwap")
@@ -273,7 +274,7 @@ def test_frames_dataset_validated_labelled_and_readable(tmp_path, capsys):
     df = pd.read_csv(csv, keep_default_na=False)
     assert len(df) == 9 and set(df["method"]) == {"real", "swapA", "swapB"} and set(df["source"]) == {"frames"}
     assert len(validate_labels(csv, root, sequence_length=4, require_split=True)) == 9  # numbering not 0..N-1
-    ds = FaceSequenceDataset(csv, root, 4, image_size=16)
+    ds = FaceSequenceDataset(read_labels(csv), root, 4, image_size=16)
     i = ds.filenames.index("fake/swapA/v0")
     clip, label = ds[i]
     assert clip.shape == (4, 3, 16, 16) and label == 1

@@ -16,6 +16,7 @@ import torchvision  # noqa: F401  before conftest's preprocess loads TensorFlow 
 
 from dfdlib import cli
 from dfdlib.data import FaceSequenceDataset
+from dfdlib.labels.io import read_labels
 from dfdlib.model import ResNeXtLSTM, load_model, save_model
 from dfdlib.predict.ensemble import Ensemble
 from dfdlib.predict.evaluate import evaluate_model
@@ -45,7 +46,7 @@ def model_paths(processed_dir, labels_csv, tmp_path_factory):
     assert preprocess["frames"] == SEQ and preprocess["size"] == SIZE
     seed_everything(0)
     model = ResNeXtLSTM(backbone="tiny", hidden_dim=32)
-    ds = FaceSequenceDataset(labels_csv, processed_dir, SEQ, split="train", image_size=SIZE)
+    ds = FaceSequenceDataset(read_labels(labels_csv), processed_dir, SEQ, split="train", image_size=SIZE)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()

@@ -216,3 +216,33 @@ def test_a_small_core_and_one_package_per_stage():
     assert len(STAGES) >= MIN_STAGES, f"stage packages: {STAGES}"
     stray = sorted(str(p.relative_to(PKG)) for p in PKG.glob("*/**/*.py") if not (p.parent / "__init__.py").is_file())
     assert stray == [], f"folders without __init__.py: {stray}"
+
+
+# Each file format has one reader: the labels CSV is parsed in the labels package only (labels.io reads and
+# checks it); the core and the later stages take the table it returns. Modules outside labels/ that read
+# another CSV with pandas, and what they read:
+OTHER_CSV_READERS = {"metrics": "history.csv", "preprocess.shards": "the shard reports"}
+
+
+def _read_csv_calls(path: Path) -> list[int]:
+    """Lines of `path` that call pandas' read_csv (`pd.read_csv(...)`, or `read_csv(...)` imported by name)."""
+    import ast
+
+    return [node.lineno for node in ast.walk(ast.parse(path.read_text(), str(path))) if isinstance(node, ast.Call)
+            and (getattr(node.func, "attr", None) == "read_csv" or getattr(node.func, "id", None) == "read_csv")]
+
+
+def test_the_labels_csv_is_read_only_in_the_labels_package():
+    readers = {_name(p): lines for p in SOURCES if (lines := _read_csv_calls(p))}
+    outside = [f"{m}:{line}" for m, lines in readers.items() for line in lines
+               if _stage(m) != "labels" and m not in OTHER_CSV_READERS]
+    assert outside == [], ("read a labels CSV with dfdlib.labels.io.read_labels / validate_labels and pass the "
+                           "table on (a CSV of another format: add its module to OTHER_CSV_READERS):\n"
+                           + "\n".join(outside))
+    assert set(OTHER_CSV_READERS) <= set(readers), "OTHER_CSV_READERS names a module that reads no CSV any more"
+
+
+def test_the_read_csv_finder_finds_calls(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("import pandas as pd\nfrom pandas import read_csv\n\ndf = pd.read_csv('a')\nb = read_csv('b')\n")
+    assert _read_csv_calls(src) == [4, 5]

@@ -84,6 +84,7 @@ def test_config_roundtrip_validation(tmp_path):
 def test_tiny_model_overfits_and_writes_run_folder(tiny, tmp_path, capsys):
     from dfdlib import load_model
     from dfdlib.data import FaceSequenceDataset, build_transforms
+    from dfdlib.labels.io import read_labels
 
     out = tmp_path / "run"
     cfg = tiny_config(tiny, out, num_epochs=8, augment=False, dropout=0.0, lr_schedule="none")
@@ -100,7 +101,7 @@ def test_tiny_model_overfits_and_writes_run_folder(tiny, tmp_path, capsys):
     assert last["epoch"] == 8
     model = load_model(res.best_model_path)
     model.load_state_dict(last["model"])
-    ds = FaceSequenceDataset(tiny[1], tiny[0], 4, split="train", transform=build_transforms(False, 32))
+    ds = FaceSequenceDataset(read_labels(tiny[1]), tiny[0], 4, split="train", transform=build_transforms(False, 32))
     with torch.no_grad():
         x = torch.stack([ds[i][0] for i in range(len(ds))])
         prob = model.prob_fake(model(x))

@@ -1,4 +1,4 @@
-"""atomic writes, device choice, CLI wiring."""
+"""atomic writes, device choice, CLI wiring, the label parser and the union-find the stages share."""
 from __future__ import annotations
 
 import os
@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dfdlib.utils import atomic_dir, atomic_write, clean_stale_temps, resolve_device
+from dfdlib.utils import UnionFind, atomic_dir, atomic_write, clean_stale_temps, parse_label, resolve_device
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -100,3 +102,50 @@ def test_tensorflow_says_nothing_in_the_terminal(tmp_path):
     assert "preprocess: 2 videos: 2 ok" in r.stdout
     for noise in ("oneDNN", "absl", "cpu_feature_guard", "I0000", "W0000"):
         assert noise not in r.stderr + r.stdout, r.stderr
+
+
+def _components(items: list, pairs: list[tuple]) -> list[set]:
+    """Connected components by breadth-first search: the reference the union-find must agree with."""
+    near: dict = {x: set() for x in items}
+    for a, b in pairs:
+        near[a].add(b)
+        near[b].add(a)
+    seen, out = set(), []
+    for x in items:
+        if x in seen:
+            continue
+        comp, todo = set(), [x]
+        while todo:
+            y = todo.pop()
+            if y not in comp:
+                comp.add(y)
+                todo.extend(near[y] - comp)
+        seen |= comp
+        out.append(comp)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), keys=st.sampled_from(["int", "str"]))
+def test_union_find_groups_are_the_connected_components(data, keys):
+    """Every joined pair ends in one group; the groups partition the items (and are exactly the connected
+    components); a group is named by its smallest item, whatever the order of the unions."""
+    n = data.draw(st.integers(1, 30))
+    items = list(range(n)) if keys == "int" else [f"k{i:02d}" for i in range(n)]
+    pairs = data.draw(st.lists(st.tuples(st.sampled_from(items), st.sampled_from(items)), max_size=40))
+    sets = UnionFind(items[: n // 2])  # the rest are added on first use
+    for a, b in pairs:
+        sets.union(a, b)
+    assert all(sets.find(a) == sets.find(b) for a, b in pairs)
+    groups: dict = {}
+    for x in items:
+        groups.setdefault(sets.find(x), set()).add(x)
+    assert sorted(map(sorted, groups.values())) == sorted(map(sorted, _components(items, pairs)))
+    assert all(name == min(members) for name, members in groups.items())
+    assert sum(len(g) for g in groups.values()) == n
+
+
+def test_one_label_parser():
+    assert [parse_label(v) for v in (0, 1, 0.0, "1.0", " REAL ", "fake", "Fake")] == \
+        [(0, False), (1, False), (0, False), (1, False), (0, True), (1, True), (1, True)]
+    assert [parse_label(v)[0] for v in (2, "maybe", "", None, float("nan"), "-1")] == [None] * 6

@@ -29,6 +29,7 @@ from dfdlib.datasets.scan import (
     scan_manifest,
     scan_real_fake,
 )
+from dfdlib.utils import UnionFind
 
 __all__ = ["LAYOUTS", "LayoutError", "Sample", "detect_layout", "find_samples", "layout_report",
            "samples_frame"]
@@ -140,22 +141,12 @@ def assign_groups(samples: list[Sample], problems: list[str] | None = None) -> N
     """Set each sample's `group` to its connected component over the strong (and weak) keys (union-find).
     Weak (identity) keys are ignored when they would join more than GIANT_GROUP of the samples."""
     def components(use_weak: bool) -> list[str]:
-        parent: dict[str, str] = {}
-
-        def find(k: str) -> str:
-            parent.setdefault(k, k)
-            while parent[k] != k:
-                parent[k] = parent[parent[k]]
-                k = parent[k]
-            return k
-
+        sets = UnionFind()  # the smallest key names the group: stable across runs
         for s in samples:
             keys = list(s.strong) + (list(s.weak) if use_weak else []) or [f"{s.label}/{s.name}"]
             for k in keys[1:]:
-                a, b = find(keys[0]), find(k)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)  # the smallest key names the group: stable across runs
-        return [find((list(s.strong) or [f"{s.label}/{s.name}"])[0]) for s in samples]
+                sets.union(keys[0], k)
+        return [sets.find((list(s.strong) or [f"{s.label}/{s.name}"])[0]) for s in samples]
 
     groups = components(True)
     biggest = Counter(groups).most_common(1)[0][1] if groups else 0

@@ -16,10 +16,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dfdlib.utils import parse_label
 from dfdlib.video import find_videos
 
-CLASSES = ("real", "fake")
-_TEXT_LABELS = {"real": "real", "fake": "fake", "0": "real", "1": "fake", "0.0": "real", "1.0": "fake"}
+CLASSES = ("real", "fake")  # label 0, label 1 (utils.parse_label reads a label cell)
 
 
 class LayoutError(ValueError):
@@ -40,6 +40,12 @@ class Sample:
     note: str = ""            # said in the report's reason column
     strong: tuple[str, ...] = field(default=(), repr=False)  # footage keys: always joined
     weak: tuple[str, ...] = field(default=(), repr=False)    # identity keys: joined unless they merge most
+
+
+def _class_of(text) -> str | None:
+    """A label cell (REAL/FAKE in any case, 0/1) → "real"/"fake", None when it is neither."""
+    label = parse_label(text)[0]
+    return None if label is None else CLASSES[label]
 
 
 def _abs(p: Path) -> str:
@@ -251,7 +257,7 @@ def _dfdc_metadata(path: Path, problems: list[str]) -> dict[str, tuple[str, str 
         return {}
     entries = {}
     for fname, info in meta.items():
-        label = _TEXT_LABELS.get(str((info or {}).get("label", "")).strip().lower()) if isinstance(info, dict) else None
+        label = _class_of(info.get("label")) if isinstance(info, dict) else None
         if label is None:
             problems.append(f"{path}: entry {fname!r} has no label REAL or FAKE; left out")
             continue
@@ -264,7 +270,7 @@ def _dfdc_labels_csv(path: Path, problems: list[str]) -> dict[str, tuple[str, No
     with open(path, newline="", encoding="utf-8-sig") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            label = _TEXT_LABELS.get(row.get("label", "").lower())
+            label = _class_of(row.get("label"))
             if label is None:
                 problems.append(f"{path} line {line}: label {row.get('label')!r} is not 0/1 (1 = fake); left out")
                 continue
@@ -299,7 +305,7 @@ def scan_manifest(root: Path, problems: list[str], csv_path: Path | None = None)
                               f"{', '.join(sorted(cols)) or 'none'}")
         for line, row in enumerate(reader, start=2):
             row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            label = _TEXT_LABELS.get(row["label"].lower())
+            label = _class_of(row["label"])
             p = Path(row["path"]) if Path(row["path"]).is_absolute() else base / row["path"]
             p = Path(os.path.normpath(p))
             where = f"{csv_path} line {line}"

@@ -8,10 +8,9 @@ import warnings
 
 from dfdlib.labels.io import LabelsError, validate_labels
 from dfdlib.labels.metadata import from_dfdc_metadata, from_gobal_metadata
+from dfdlib.labels.schema import DEFAULT_GLOBS
 from dfdlib.labels.sources import dataset_groups, is_frames_dataset, make_labels
 from dfdlib.labels.splits import check_ratios, split_summary
-
-DEFAULT_GLOBS = ("real/*", "fake/*")
 
 
 def _create(args):

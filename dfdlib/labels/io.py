@@ -21,17 +21,23 @@ from dfdlib.labels.schema import (
     SPLITS,
     VIDEO_EXTENSIONS,
     LabelsError,
-    cell,
-    check_root,
     find_leaks,
     listed,
-    not_found,
-    parse_label,
     split_summary,
     warn,
     warn_imbalance,
 )
-from dfdlib.utils import DFDLIB_FRAME_RE, frame_files, frame_number, split_face, write_csv
+from dfdlib.utils import (
+    DFDLIB_FRAME_RE,
+    cell,
+    check_processed_root,
+    frame_files,
+    frame_number,
+    not_found,
+    parse_label,
+    split_face,
+    write_csv,
+)
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports this module
     import pandas as pd
@@ -174,7 +180,7 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
     """
     if short not in ("error", "drop", "pad"):
         raise ValueError(f"short must be 'error', 'drop' or 'pad', got {short!r}")
-    root = check_root(processed_root)
+    root = check_processed_root(processed_root)
     df, lines, source = _as_frame(labels)
     missing = [c for c in ("filename", "label") if c not in df.columns]
     if missing:

@@ -2,7 +2,7 @@
 `metadata.json` (`from_dfdc_metadata`) or the original project's `Gobal_metadata.csv` (`from_gobal_metadata`),
 mapping video names to processed folders, then split (splits.py) and written (io.py).
 
-Builds on labels_table (schema, cell helpers), labels (write) and splits; nothing there imports this module.
+Builds on schema.py and splits.py (finish_labels: split and write); nothing there imports this module.
 """
 from __future__ import annotations
 
@@ -12,20 +12,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dfdlib.labels.io import write_labels
-from dfdlib.labels.schema import (
-    LabelsError,
-    cell,
-    check_root,
-    has_frames,
-    listed,
-    log,
-    not_found,
-    parse_label,
-    stem,
-    warn,
-)
-from dfdlib.labels.splits import split_labels
+from dfdlib.labels.schema import DEFAULT_GLOBS, LabelsError, has_frames, listed, stem, warn
+from dfdlib.labels.splits import finish_labels
+from dfdlib.utils import cell, check_processed_root, not_found, parse_label
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports the labels stage
     import pandas as pd
@@ -34,18 +23,8 @@ if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports the labels 
 # ---------------------------------------------------------------- create / import
 
 
-def _finish(df: pd.DataFrame, out_csv, split, seed: int) -> pd.DataFrame:
-    df = df.sort_values("filename", kind="stable").reset_index(drop=True)
-    if split is not None and split is not False:
-        df = split_labels(df, (0.7, 0.15, 0.15) if split is True else split, seed=seed)
-    if out_csv is not None:
-        write_labels(df, out_csv)
-        log.info("wrote %d rows to %s", len(df), out_csv)
-    return df
-
-
-def from_folders(processed_root, out_csv=None, real_glob: str = "real/*", fake_glob: str = "fake/*",
-                 split=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
+def from_folders(processed_root, out_csv=None, real_glob: str = DEFAULT_GLOBS[0],
+                 fake_glob: str = DEFAULT_GLOBS[1], split=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
     """Labels for every processed folder matched by `real_glob` (0) / `fake_glob` (1), relative to
     `processed_root`. A folder counts when it holds frame_*.jpg; dot-named leftovers of interrupted runs
     are skipped; folders without frames are left out with a warning. Rows are sorted by filename,
@@ -53,7 +32,7 @@ def from_folders(processed_root, out_csv=None, real_glob: str = "real/*", fake_g
     Raises FileNotFoundError (no root), ValueError (nothing found, or a folder matched by both globs)."""
     import pandas as pd
 
-    root = check_root(processed_root)
+    root = check_processed_root(processed_root)
     found: dict[str, int] = {}
     empty: list[str] = []
     for label, pattern in ((0, real_glob), (1, fake_glob)):
@@ -81,7 +60,7 @@ def from_folders(processed_root, out_csv=None, real_glob: str = "real/*", fake_g
         if label not in found.values():
             warn(f"no {('real', 'fake')[label]} videos: nothing under {root} matching {pattern!r} holds frames")
     df = pd.DataFrame({"filename": list(found), "label": list(found.values())})
-    return _finish(df, out_csv, split, seed)
+    return finish_labels(df, out_csv, split, seed)
 
 
 def _index_folders(root: Path, max_depth: int = 3) -> dict[str, list[str]]:
@@ -177,7 +156,8 @@ def from_dfdc_metadata(metadata_json, processed_root, out_csv=None, split=(0.7, 
     if problems:
         raise LabelsError(str(paths[0]) if len(paths) == 1 else "DFDC metadata", problems)
     source = str(paths[0]) if len(paths) == 1 else f"{len(paths)} DFDC metadata files"
-    return _finish(_map_records(records, check_root(processed_root), source, "dfdc"), out_csv, split, seed)
+    return finish_labels(_map_records(records, check_processed_root(processed_root), source, "dfdc"), out_csv, split,
+                         seed)
 
 
 def from_gobal_metadata(csv_path, processed_root, out_csv=None, split=(0.7, 0.15, 0.15),
@@ -211,4 +191,5 @@ def from_gobal_metadata(csv_path, processed_root, out_csv=None, split=(0.7, 0.15
             records.append((f"line {ln}", cells[0], label, orig))
     if problems:
         raise LabelsError(path, problems)
-    return _finish(_map_records(records, check_root(processed_root), str(path), "gobal_metadata"), out_csv, split, seed)
+    records = _map_records(records, check_processed_root(processed_root), str(path), "gobal_metadata")
+    return finish_labels(records, out_csv, split, seed)

@@ -1,15 +1,15 @@
-"""Stage 2, the labels table's base: its schema (columns, splits, 0/1 labels), the error type that names
-file lines, the cell helpers every reader uses, the groups that must not cross splits (union-find over
-`group` and fake → `original`), the class balance per split and the leakage check.
+"""Stage 2, the labels table's base: its schema (columns, splits, default folder globs), the error type that
+names file lines, the groups that must not cross splits (utils.UnionFind over `group` and fake → `original`),
+the class balance per split and the leakage check. A cell and a 0/1 label are read by utils.cell and
+utils.parse_label, which the dataset scanners share.
 
-Nothing here imports the rest of the labels stage: labels_table ← labels (read, write, validate) and splits
-(split_labels); importers and label_sources (create the table) build on those; labels_cli (`dfd labels`)
-on all of them.
+Nothing here imports the rest of the labels stage: schema ← io (read, write, validate) ← splits (split, and
+finish_labels: sort, split, write); metadata and sources (create the table) build on those; cli
+(`dfd labels`) on all of them.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dfdlib.utils import frame_number
+from dfdlib.utils import UnionFind, cell, frame_number, parse_label
 from dfdlib.video import VIDEO_EXTENSIONS
 
 __all__ = ["COLUMNS", "SPLITS", "VIDEO_EXTENSIONS", "LabelsError", "group_ids", "split_summary", "find_leaks",
@@ -30,7 +30,7 @@ log = logging.getLogger("dfdlib.labels.io")  # one logger name for the whole lab
 
 COLUMNS = ["filename", "label", "split", "group", "original", "source"]  # canonical order when writing
 SPLITS = ("train", "val", "test")
-TEXT_LABELS = {"real": 0, "fake": 1}
+DEFAULT_GLOBS = ("real/*", "fake/*")  # folders of real / fake videos under a processed root (from_folders)
 MAX_SHOWN = 20  # problems listed in one error / names in one warning
 MINORITY_WARN = 0.25  # warn when a split's minority class is below this share
 
@@ -69,44 +69,11 @@ def listed(names: list[str], limit: int = MAX_SHOWN, sep: str = ", ") -> str:
     return sep.join(names[:limit]) + more
 
 
-def cell(v) -> str:
-    """A CSV/DataFrame cell as stripped text; None/NaN → ''."""
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v.__class__.__name__ in ("NAType", "NaTType"):
-        return ""
-    return str(v).strip()
-
-
-def parse_label(v) -> tuple[int | None, bool]:
-    """(0/1 or None if invalid, whether it was given as REAL/FAKE text)."""
-    s = cell(v).lower()
-    if s in TEXT_LABELS:
-        return TEXT_LABELS[s], True
-    try:
-        f = float(s)
-    except ValueError:
-        return None, False
-    return (int(f), False) if f in (0.0, 1.0) else (None, False)
-
-
 def stem(name: str) -> str:
     """Video name or folder path → the processed folder name (`a/b/x.mp4` → `x`)."""
     base = cell(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     root, ext = os.path.splitext(base)
     return root if ext.lower() in VIDEO_EXTENSIONS else base
-
-
-def not_found(what: str, path: Path) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"{what} not found: tried {str(path)!r} (= {path.absolute()}) from working directory {os.getcwd()}. "
-        "Check the path, or give an absolute path."
-    )
-
-
-def check_root(processed_root) -> Path:
-    root = Path(processed_root)
-    if not root.is_dir():
-        raise not_found("processed folder", root)
-    return root
 
 
 def has_frames(folder: Path) -> bool:
@@ -120,21 +87,11 @@ def has_frames(folder: Path) -> bool:
 def group_ids(df: pd.DataFrame, y: np.ndarray, group_col: str | None = "group") -> np.ndarray:
     """Row → group id. Rows sharing a `group_col` value, and a fake with the real video named in its
     `original` (matched by stem), are joined (union-find); any other row is its own group."""
-    parent = list(range(len(df)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets = UnionFind(range(len(df)))
     first: dict[tuple[str, str], int] = {}
 
     def link(key: tuple[str, str], i: int) -> None:
-        j = first.setdefault(key, i)
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+        sets.union(first.setdefault(key, i), i)
 
     if group_col and group_col in df.columns:
         for i, g in enumerate(df[group_col]):
@@ -146,7 +103,7 @@ def group_ids(df: pd.DataFrame, y: np.ndarray, group_col: str | None = "group") 
                 link(("video", stem(orig)), i)
             elif y[i] == 0:  # a real video is the original of the fakes that name it
                 link(("video", stem(name)), i)
-    return np.array([find(i) for i in range(len(df))], dtype=np.int64)
+    return np.array([sets.find(i) for i in range(len(df))], dtype=np.int64)
 
 
 def split_summary(df: pd.DataFrame) -> pd.DataFrame:

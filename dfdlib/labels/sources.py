@@ -14,29 +14,18 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from dfdlib.datasets.layouts import assign_groups
-from dfdlib.datasets.scan import CLASSES, Sample, name_links
-from dfdlib.labels.io import write_labels
+from dfdlib.datasets.scan import CLASSES, Sample, class_dirs, name_links
 from dfdlib.labels.metadata import from_folders
 from dfdlib.labels.originals import relabel_fake_faces
-from dfdlib.labels.schema import SPLITS, LabelsError, listed, warn
-from dfdlib.labels.splits import check_ratios, find_leaks, split_labels
-from dfdlib.utils import DFDLIB_FRAME_RE, frame_files, split_face
+from dfdlib.labels.schema import DEFAULT_GLOBS, LabelsError, listed, warn
+from dfdlib.labels.splits import finish_labels
+from dfdlib.utils import DFDLIB_FRAME_RE, check_processed_root, frame_files, split_face
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports the labels stage
     import pandas as pd
 
 _SHOWN = 10  # names listed in one warning
-
-
-def _root(path) -> Path:
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"folder {str(root)!r} (= {root.absolute()}) does not exist; give the processed "
-                                "root (the output of `dfd preprocess`) or the face-frame dataset's root")
-    return root
 
 
 def frame_folders(root) -> dict[str, list[str]]:
@@ -45,7 +34,7 @@ def frame_folders(root) -> dict[str, list[str]]:
     dot-named folders (temp folders of interrupted runs) are skipped."""
     root = Path(root)
     out: dict[str, list[str]] = {}
-    for top in sorted(d for d in root.iterdir() if d.is_dir() and d.name.lower() in CLASSES):
+    for top in class_dirs(root).values():
         for d, dirs, _ in os.walk(top, followlinks=False):
             dirs[:] = sorted(x for x in dirs if not x.startswith("."))
             names = frame_files(d) if Path(d) != top else []
@@ -132,52 +121,6 @@ def dataset_groups(root) -> dict[str, str]:
     return dict(zip(df["filename"], df["group"], strict=True))
 
 
-def split_official(df: pd.DataFrame, ratios=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
-    """Group-aware split that keeps the official split in column `official` (train/val/test or '').
-
-    A group with any officially placed row goes, whole, where most of its placed rows are. The other
-    groups are split by `ratios` (seeded, stratified, splits.split_labels) over the splits the official
-    lists do not fill: with only a test list (Celeb-DF) the rest becomes train/val; with all three lists
-    (FF++) rows in none of them are split by the full ratios. Returns a copy with `split` (no `official`)."""
-    r = check_ratios(ratios)
-    out = df.drop(columns=["official"]).copy() if "official" in df.columns else df.copy()
-    official = [str(x).strip().lower() if str(x).strip().lower() in SPLITS else "" for x in
-                (df["official"] if "official" in df.columns else [""] * len(df))]
-    if not any(official):
-        return split_labels(out, r, seed=seed)
-    groups = [str(g) or f"row:{i}" for i, g in enumerate(out.get("group", [""] * len(out)))]
-    votes: dict[str, dict[str, int]] = {}
-    for g, s in zip(groups, official, strict=True):
-        if s:
-            votes.setdefault(g, {}).setdefault(s, 0)
-            votes[g][s] += 1
-    placed = {g: max(v, key=lambda s: (v[s], -SPLITS.index(s))) for g, v in votes.items()}
-    split = np.array([placed.get(g, "") for g in groups], dtype=object)
-    rest = split == ""
-    if rest.any():
-        covered = set(placed.values())
-        rr = r.copy() if "train" in covered else np.array([0.0 if s in covered else x for s, x in zip(SPLITS, r, strict=True)])
-        part = split_labels(out[rest], rr, seed=seed)
-        split[rest] = part["split"].to_numpy()
-    out["split"] = list(split)
-    return out
-
-
-def _finish(df: pd.DataFrame, out_csv, split, seed: int) -> pd.DataFrame:
-    df = df.sort_values("filename", kind="stable").reset_index(drop=True)
-    if split is not None and split is not False:
-        df = split_official(df, (0.7, 0.15, 0.15) if split is True else split, seed=seed)
-        leaks = find_leaks(df)
-        if leaks:  # only an official list that itself splits a group gets here
-            warn(f"the official split separates {len(leaks)} group(s) (kept as the lists say): "
-                  + "; ".join(t for _, t in leaks[:3]))
-    elif "official" in df.columns:
-        df = df.drop(columns=["official"])
-    if out_csv is not None:
-        write_labels(df, out_csv)
-    return df
-
-
 def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int = 0,
                    unchanged: str = "drop") -> pd.DataFrame:
     """Labels for the processed output of any layout (`dfd preprocess` of FF++, Celeb-DF, DFDC, a manifest or
@@ -194,7 +137,7 @@ def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: 
     ValueError when no folder holds frames, LabelsError for an unreadable samples.csv."""
     import pandas as pd
 
-    root = _root(processed_root)
+    root = check_processed_root(processed_root)
     found = frame_folders(root)
     if not found:
         raise ValueError(f"no folder under {root}/real or {root}/fake holds frames (frame_<i>.jpg, or numbered "
@@ -217,7 +160,7 @@ def from_processed(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: 
             df = pd.concat([df, tree_rows(extra)], ignore_index=True).fillna("")
         df = _fake_faces(df, root, unchanged)
     df["source"] = _layout_name(root)
-    return _finish(df, out_csv, split, seed)
+    return finish_labels(df, out_csv, split, seed)
 
 
 def _fake_faces(df: pd.DataFrame, root: Path, unchanged: str) -> pd.DataFrame:
@@ -271,7 +214,7 @@ def from_frames_dataset(root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int =
     warning (also in `df.attrs["unusable"]`). Groups come from the names (tree_rows), the split is group-aware.
     Returns the labels frame (written to `out_csv` if given). Raises FileNotFoundError, ValueError when no
     folder is usable (naming the expected tree)."""
-    root = _root(root)
+    root = check_processed_root(root)
     if int(min_frames) < 1:
         raise ValueError(f"min_frames must be >= 1, got {min_frames}")
     found = frame_folders(root)
@@ -286,7 +229,7 @@ def from_frames_dataset(root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int =
                          + (f"; {len(unusable)} folder(s) were unusable, see the warning" if unusable else ""))
     df = tree_rows(usable)
     df["source"] = "frames"
-    df = _finish(df, out_csv, split, seed)
+    df = finish_labels(df, out_csv, split, seed)
     df.attrs["unusable"] = unusable
     return df
 
@@ -302,15 +245,14 @@ def is_frames_dataset(root) -> bool:
     return bool(first) and not all(DFDLIB_FRAME_RE.fullmatch(n) for n in first)
 
 
-def make_labels(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int = 0, real_glob: str = "real/*",
-                fake_glob: str = "fake/*", frames_dataset: bool | None = None, min_frames: int = 1,
-                unchanged: str = "drop") -> pd.DataFrame:
+def make_labels(processed_root, out_csv=None, split=(0.7, 0.15, 0.15), seed: int = 0,
+                real_glob: str = DEFAULT_GLOBS[0], fake_glob: str = DEFAULT_GLOBS[1],
+                frames_dataset: bool | None = None, min_frames: int = 1, unchanged: str = "drop") -> pd.DataFrame:
     """The labels CSV for any processed tree, as `dfd labels PROCESSED` writes it: custom globs →
     `from_folders`; a face-frame dataset (`frames_dataset=True`, or detected when None) →
     `from_frames_dataset`; otherwise `from_processed` (any layout, groups and methods, official splits,
     `unchanged`: what becomes of the faces of a fake that equal its original)."""
-    if (real_glob, fake_glob) != ("real/*", "fake/*"):
-
+    if (real_glob, fake_glob) != DEFAULT_GLOBS:
         return from_folders(processed_root, out_csv, real_glob, fake_glob, split, seed)
     if frames_dataset or (frames_dataset is None and is_frames_dataset(processed_root)):
         return from_frames_dataset(processed_root, out_csv, split, seed, min_frames)

@@ -1,7 +1,8 @@
 """Stage 2, split: train/val/test assignment of a labels frame, seeded, stratified by label, with no
-group (same `group`, or a fake and its `original`) crossing splits.
+group (same `group`, or a fake and its `original`) crossing splits; a dataset's official split kept
+(`split_official`); the last step of every creator (`finish_labels`: sort, split, write).
 
-Builds on schema.py (schema, groups, balance, leakage check; re-exported here).
+Builds on schema.py (schema, groups, balance, leakage check; re-exported here) and io.py (write).
 """
 from __future__ import annotations
 
@@ -9,19 +10,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dfdlib.labels.io import write_labels
 from dfdlib.labels.schema import (
     SPLITS,
     LabelsError,
-    cell,
     find_leaks,
     group_ids,
     log,
-    parse_label,
     split_summary,
+    warn,
     warn_imbalance,
 )
+from dfdlib.utils import cell, parse_label
 
-__all__ = ["check_ratios", "split_labels", "split_summary", "find_leaks", "warn_imbalance"]
+__all__ = ["check_ratios", "split_labels", "split_official", "finish_labels", "split_summary", "find_leaks",
+           "warn_imbalance"]
 
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports the labels stage
     import pandas as pd
@@ -98,3 +101,54 @@ def split_labels(df: pd.DataFrame, ratios=(0.7, 0.15, 0.15), seed: int = 0, grou
     log.info("class balance per split:\n%s", summary.to_string())
     warn_imbalance(summary, "split")
     return out
+
+
+def split_official(df: pd.DataFrame, ratios=(0.7, 0.15, 0.15), seed: int = 0) -> pd.DataFrame:
+    """Group-aware split that keeps the official split in column `official` (train/val/test or '').
+
+    A group with any officially placed row goes, whole, where most of its placed rows are. The other
+    groups are split by `ratios` (seeded, stratified, split_labels) over the splits the official
+    lists do not fill: with only a test list (Celeb-DF) the rest becomes train/val; with all three lists
+    (FF++) rows in none of them are split by the full ratios. Without official splits this is split_labels.
+    Returns a copy with `split` (no `official`)."""
+    r = check_ratios(ratios)
+    out = df.drop(columns=["official"]).copy() if "official" in df.columns else df.copy()
+    official = [str(x).strip().lower() if str(x).strip().lower() in SPLITS else "" for x in
+                (df["official"] if "official" in df.columns else [""] * len(df))]
+    if not any(official):
+        return split_labels(out, r, seed=seed)
+    groups = [str(g) or f"row:{i}" for i, g in enumerate(out.get("group", [""] * len(out)))]
+    votes: dict[str, dict[str, int]] = {}
+    for g, s in zip(groups, official, strict=True):
+        if s:
+            votes.setdefault(g, {}).setdefault(s, 0)
+            votes[g][s] += 1
+    placed = {g: max(v, key=lambda s: (v[s], -SPLITS.index(s))) for g, v in votes.items()}
+    split = np.array([placed.get(g, "") for g in groups], dtype=object)
+    rest = split == ""
+    if rest.any():
+        covered = set(placed.values())
+        rr = r.copy() if "train" in covered else np.array([0.0 if s in covered else x for s, x in zip(SPLITS, r, strict=True)])
+        part = split_labels(out[rest], rr, seed=seed)
+        split[rest] = part["split"].to_numpy()
+    out["split"] = list(split)
+    return out
+
+
+def finish_labels(df: pd.DataFrame, out_csv, split, seed: int) -> pd.DataFrame:
+    """The last step of every labels creator: rows sorted by filename, split (`split`: ratios, True for
+    70/15/15, None/False for no split column; an `official` column is kept as split_official says) and
+    written atomically to `out_csv` when given. Returns the table."""
+    df = df.sort_values("filename", kind="stable").reset_index(drop=True)
+    if split is not None and split is not False:
+        df = split_official(df, (0.7, 0.15, 0.15) if split is True else split, seed=seed)
+        leaks = find_leaks(df)
+        if leaks:  # only an official list that itself splits a group gets here
+            warn(f"the official split separates {len(leaks)} group(s) (kept as the lists say): "
+                 + "; ".join(t for _, t in leaks[:3]))
+    elif "official" in df.columns:
+        df = df.drop(columns=["official"])
+    if out_csv is not None:
+        write_labels(df, out_csv)
+        log.info("wrote %d rows to %s", len(df), out_csv)
+    return df

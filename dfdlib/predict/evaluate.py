@@ -1,7 +1,8 @@
 """Stage 4 (evaluation): metrics of a model or Ensemble on a labelled split of processed face frames.
 
 Owns `evaluate_model` and `dfd evaluate`. It reads the face frames the preprocess stage wrote through
-`data.FaceSequenceDataset` (evaluation transforms); loading models and ensembles, their thresholds and
+`data.FaceSequenceDataset` (evaluation transforms) and a labels CSV through the labels stage's reader
+(`labels.io.read_labels`); loading models and ensembles, their thresholds and
 sequence lengths come from ensemble.py, as for `verdict.py`.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfdlib.labels.io import read_labels
 from dfdlib.metrics import best_threshold, format_metrics_table, plot_confusion, plot_roc, plot_roc_by_method
 from dfdlib.predict.ensemble import as_model, members_of, sequence_length_of, threshold_of
 from dfdlib.utils import atomic_write, ensure_writable, write_csv
@@ -65,10 +67,11 @@ def _ensemble_scores(members, rows, processed_root, seq, batch_size, progress):
     return names, y, np.mean([r[2] for r in runs], axis=0), skipped, padded
 
 
-def _read_labels(labels_csv) -> tuple[pd.DataFrame, str]:
-    if isinstance(labels_csv, pd.DataFrame):
-        return labels_csv, "labels"
-    return pd.read_csv(labels_csv, dtype={"filename": str}, keep_default_na=False), str(labels_csv)
+def _labels_of(labels) -> tuple[pd.DataFrame, str]:
+    """(labels table, name for messages) of a DataFrame, or of a labels CSV read by the labels stage."""
+    if isinstance(labels, pd.DataFrame):
+        return labels, "labels"
+    return read_labels(labels), str(labels)
 
 
 def _methods_of(labels: pd.DataFrame, names: list[str]) -> list[str] | None:
@@ -119,7 +122,8 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
                    threshold: str | float | None = "val", batch_size: int = 8, sequence_length=None,
                    progress: bool = True, device: str = "auto", cross_labels=None, cross_root=None,
                    cross_split: str | None = "test") -> dict:
-    """Metrics of a model (or Ensemble) on one split of a labels CSV, from the processed face frames.
+    """Metrics of a model (or Ensemble) on one split of a labels CSV (a path, read by dfdlib.read_labels, or
+    the table), from the processed face frames.
 
     `threshold`: "val" chooses it on the validation split (Youden's J, metrics.best_threshold) and
     applies it here; a float is used as given; None uses the model file's. Returns compute_metrics'
@@ -131,7 +135,7 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
     threshold; `metrics["cross"]` holds its metrics, by_method and the threshold report (the threshold
     used vs the best one on that set, which is optimistic: it peeks at the labels). With `out_dir`, writes
     metrics.json, predictions.csv, confusion.png, roc.png, roc_by_method.png there (and in out_dir/cross).
-    Raises ValueError for a missing split.
+    Raises ValueError for a missing split, FileNotFoundError / LabelsError for a missing or malformed CSV.
     """
     from dfdlib.metrics import best_threshold, compute_metrics, metrics_by_method
 
@@ -145,7 +149,7 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
     model = as_model(model, device)
     members = members_of(model)
     seq = sequence_length_of(model.meta, sequence_length)
-    labels, source = _read_labels(labels_csv)
+    labels, source = _labels_of(labels_csv)
     args = (seq, batch_size, progress)
     first, names, y, p, methods = _scored(members, labels, source, split, processed_root, *args)
     if threshold == "val":
@@ -166,7 +170,7 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
                    models=[str(m.meta.get("path", "")) for m in members], **first)
     cross = None
     if cross_labels is not None:
-        clabels, csource = _read_labels(cross_labels)
+        clabels, csource = _labels_of(cross_labels)
         csplit = cross_split if cross_split is None or ("split" in clabels.columns and
                                                        (clabels["split"].astype(str) == cross_split).any()) else None
         cross = _scored(members, clabels, csource, csplit, cross_root, *args, thr=thr)
@@ -194,8 +198,7 @@ def calibrate_threshold(model, labels_csv, processed_root, split: str = "val", b
     """
 
     model = as_model(model, device)
-    labels = labels_csv if isinstance(labels_csv, pd.DataFrame) else pd.read_csv(labels_csv, dtype={"filename": str})
-    source = "labels" if isinstance(labels_csv, pd.DataFrame) else str(labels_csv)
+    labels, source = _labels_of(labels_csv)
     _, y, p, _, _ = _ensemble_scores(members_of(model), _rows_of(labels, split, source), processed_root,
                                      sequence_length_of(model.meta, sequence_length), batch_size, progress)
     model.meta["threshold"] = best_threshold(y, p)
