@@ -241,7 +241,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
     import torch
     from tqdm.auto import tqdm
 
-    from dfdlib.data import augment_batch, build_transforms
+    from dfdlib.data import augment_batch, clip_transforms
     from dfdlib.metrics import best_threshold, compute_metrics
     from dfdlib.training import checkpoint as ck
 
@@ -263,13 +263,11 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
             df = ts.read_labels(cfg, log)
             preprocess = ts.preprocess_settings(df, cfg.dataset_path)
             seed_everything(cfg.seed)
-            on_device = cfg.augment and (cfg.augment_on == "device" or (cfg.augment_on == "auto"
-                                                                        and device.type == "cuda"))
-            data = ts.build_data(df, cfg, device, rank, world, augment_in_workers=not on_device, log=log)
-            augment = build_transforms(True, cfg.image_size) if on_device else None
+            tfs = clip_transforms(cfg.image_size, cfg.augment, cfg.augment_on, device)
+            data = ts.build_data(df, cfg, tfs, device, rank, world, log=log)
 
             def prepare(x, seeds):  # uint8 clips → augmented, normalised clips, on the training device
-                return augment_batch(x, seeds, augment)
+                return augment_batch(x, seeds, tfs.device)
 
             # ---- model, losses, precision, optimizer, schedule
             resuming = cfg.resume and last_path.exists()
@@ -304,7 +302,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                 ck.remove_stale_temps(run_dir)
                 log(f"training on {device} ({world} process{'es' if world > 1 else ''}): {len(data.train_ds)} train"
                     f" / {len(data.val_ds)} val / {len(data.test_ds) if data.test_ds else 0} test clips, amp={amp} "
-                    f"({amp_reason}), augmentation {'on the device' if on_device else 'in the workers'}")
+                    f"({amp_reason}), augmentation {'on the device' if tfs.device else 'in the workers'}")
 
             # ---- epochs
             since_best = history[-1]["epoch"] - best["epoch"] if history and best else 0
@@ -326,7 +324,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                     stats = train_epoch(model, net, data.train_loader, optimizer, scheduler, scaler, loss_fn,
                                         device=device, amp_dtype=amp_dtype, batches=batches,
                                         grad_accum=cfg.grad_accum, grad_clip=cfg.grad_clip,
-                                        prepare=prepare if on_device else None, bar=bar, world=world)
+                                        prepare=prepare if tfs.device else None, bar=bar, world=world)
                     y, p, val_loss = evaluate(model, data.val_loader, len(data.val_ds), eval_loss_sum, device=device,
                                               amp_dtype=amp_dtype, rank=rank, world=world)
                 except torch.OutOfMemoryError as e:
