@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -69,12 +71,42 @@ def resize_only(image_size: int):
     return v2.Resize((int(image_size), int(image_size)), antialias=True)
 
 
+AUGMENT_ON = ("auto", "device", "workers")
+
+
+@dataclass(frozen=True)
+class ClipTransforms:
+    """The transforms of one run. `worker`: uint8 clip → what the DataLoader workers hand over (the
+    augmented, normalised clip; or, when `device` augments, the resized uint8 clip). `device`: the
+    `build_transforms(True, S)` that `augment_batch` runs on the training device, or None. `eval`:
+    validation, test and prediction (`build_transforms(False, S)`)."""
+
+    worker: Callable
+    device: Callable | None
+    eval: Callable
+
+
+def clip_transforms(image_size: int, augment: bool = False, augment_on: str = "workers",
+                    device: str | torch.device = "cpu") -> ClipTransforms:
+    """The one rule of where augmentation runs: on the training `device` when `augment_on` is 'device',
+    or 'auto' and the device is CUDA; else in the workers. Without `augment` nothing augments and the
+    workers apply the eval transform. Raises ValueError for an unknown augment_on."""
+    if augment_on not in AUGMENT_ON:
+        raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
+    evaluate = build_transforms(False, image_size)
+    if not augment:
+        return ClipTransforms(worker=evaluate, device=None, eval=evaluate)
+    if augment_on == "device" or (augment_on == "auto" and torch.device(device).type == "cuda"):
+        return ClipTransforms(worker=resize_only(image_size), device=build_transforms(True, image_size), eval=evaluate)
+    return ClipTransforms(worker=build_transforms(True, image_size), device=None, eval=evaluate)
+
+
 def augment_batch(x: torch.Tensor, seeds, transform) -> torch.Tensor:
     """Augment a batch of uint8 clips where it lies (e.g. on the GPU): one parameter draw per clip, shared
     by its frames, different across clips.
 
     Takes x (B, T, 3, S, S) uint8 on any device, one seed per clip (the trainer's per-item seeds, so the
-    draw equals what a worker would draw for that item) and a `build_transforms(True, S)` transform.
+    draw equals what a worker would draw for that item) and the augmentation (`clip_transforms(...).device`).
     Returns float32 (B, T, 3, S, S) normalised with ImageNet mean/std, on x's device. The random
     parameters come from torch's CPU generator, forked so the caller's RNG stream is untouched; JPEG
     re-compression (CPU-only in torchvision) moves that one clip to the CPU and back.
@@ -213,7 +245,7 @@ def frames_to_clip(frames_rgb: list[np.ndarray], sequence_length: int, image_siz
         chosen[i] = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
     if len({tuple(t.shape) for t in chosen.values()}) > 1:  # resize one by one, as the batched Resize would
         chosen = {i: F.resize(t, [image_size, image_size], antialias=True) for i, t in chosen.items()}
-    clip = build_transforms(False, image_size)(torch.stack([chosen[i] for i in idx]))
+    clip = clip_transforms(image_size).eval(torch.stack([chosen[i] for i in idx]))
     return pad_frames(clip, len(frames_rgb))
 
 
@@ -304,7 +336,7 @@ class FaceSequenceDataset(Dataset):
                           f"frames and are padded (the model leaves the padding out): {examples[:300]}. Preprocess with "
                           "more frames or use a shorter sequence_length.", stacklevel=2)
         if transform is None:
-            transform = build_transforms(False, image_size) if image_size else _normalise_only()
+            transform = clip_transforms(image_size).eval if image_size else _normalise_only()
         self.transform = transform
         self.cache = {True: "ram", False: "off", None: "off"}.get(cache, cache)
         if self.cache not in ("disk", "ram", "off"):

@@ -15,7 +15,9 @@ from dfdlib.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     FaceSequenceDataset,
+    augment_batch,
     build_transforms,
+    clip_transforms,
     frames_to_clip,
     read_clip,
 )
@@ -131,6 +133,38 @@ def test_train_augmentation_is_the_same_for_all_frames_of_a_clip():
     assert len({o.sum().item() for o in outs}) > 6  # and it does vary from clip to clip
     eval_x = build_transforms(False, 32)(clip)[0]
     assert not any(torch.allclose(o, eval_x) for o in outs[:3])
+
+
+@pytest.mark.parametrize("augment,augment_on,device,side", [
+    (False, "auto", "cuda", None), (False, "device", "cpu", None), (False, "workers", "cuda", None),
+    (True, "workers", "cpu", "workers"), (True, "workers", "cuda", "workers"),
+    (True, "device", "cpu", "device"), (True, "device", "cuda", "device"),
+    (True, "auto", "cpu", "workers"), (True, "auto", "mps", "workers"), (True, "auto", "cuda:1", "device"),
+    (True, "auto", torch.device("cuda"), "device"),
+])
+def test_clip_transforms_decides_where_augmentation_runs(augment, augment_on, device, side):
+    """The one rule (data.clip_transforms): which side augments, and the same draws on either side."""
+    size, seed = 24, 3
+    clip = torch.randint(0, 256, (4, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    tfs = clip_transforms(size, augment, augment_on, device)
+    evaluated = build_transforms(False, size)(clip)
+    assert torch.equal(tfs.eval(clip), evaluated)
+    torch.manual_seed(seed)
+    augmented = build_transforms(True, size)(clip)
+    torch.manual_seed(seed)
+    handed_over = tfs.worker(clip)
+    if side is None:
+        assert tfs.device is None and torch.equal(handed_over, evaluated)
+    elif side == "workers":
+        assert tfs.device is None and torch.equal(handed_over, augmented)
+    else:  # the workers only resize; the device draws what a worker would have drawn for that seed
+        assert handed_over.dtype == torch.uint8 and torch.equal(handed_over, clip)
+        assert torch.equal(augment_batch(handed_over[None], [seed], tfs.device)[0], augmented)
+
+
+def test_clip_transforms_refuses_an_unknown_place():
+    with pytest.raises(ValueError, match="augment_on"):
+        clip_transforms(24, True, "gpu")
 
 
 # --------------------------------------------------------------------------------------------- dataset

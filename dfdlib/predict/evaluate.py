@@ -29,13 +29,13 @@ def _split_scores(member, rows: pd.DataFrame, processed_root, seq: int, batch_si
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from dfdlib.data import FaceSequenceDataset, build_transforms
+    from dfdlib.data import FaceSequenceDataset, clip_transforms
 
     meta = member.meta
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skipped/padded rows are reported in the metrics instead
         ds = FaceSequenceDataset(rows, processed_root, seq, split=None, skip_bad=True,
-                                 transform=build_transforms(train=False, image_size=int(meta["image_size"])),
+                                 transform=clip_transforms(int(meta["image_size"])).eval,
                                  sampling=meta.get("sampling") or "even")
     device = next(member.parameters()).device
     probs = []

@@ -1,10 +1,10 @@
 """The run folder's files, as plain functions: last.pt (with every rank's RNG state), the best model file,
 history.csv, metrics.json + plots, advice on failed writes, and clearing an earlier run.
 
-Files are written through `utils.atomic_write`, so a crash or a full disk keeps the previous file. When a
-new best model replaces the old one the writes go: new model file, then last.pt naming it (and the old
-one as `replaced`), then the old file is deleted; `load_last` finishes an interrupted replacement, so
-every crash point resumes. `load_last` refuses a last.pt that is unreadable, not a dfdlib resume file,
+Files are written through `utils.atomic_write`, so a crash or a full disk keeps the previous file.
+`end_epoch` saves each epoch in the one order that resumes from every crash point: new best model file,
+then last.pt naming it (and the old one as `replaced`), then history.csv and deleting the old file;
+`load_last` finishes an interrupted replacement. `load_last` refuses a last.pt that is unreadable, not a dfdlib resume file,
 or made with settings outside `RESUME_FREE`.
 """
 from __future__ import annotations
@@ -213,6 +213,40 @@ def saving(epoch: int, run_dir: Path, model=None, written: str | None = None, sa
         raise OSError(cause.errno, f"could not save epoch {epoch + 1} in {run_dir}: {cause.strerror or cause}."
                                    f"{need} Free disk space or fix the folder's permissions, then rerun with "
                                    f"resume=True (--resume) to continue; {kept}") from e
+
+
+def end_epoch(run_dir: Path, epoch: int, new_best: dict | None, *, best: dict | None, history: list[dict],
+              stopped: bool, cfg, model, optimizer, scheduler, scaler, preprocess: dict | None, device,
+              rank: int = 0, world: int = 1) -> dict | None:
+    """Save epoch `epoch` (0-based) in the run folder; every rank calls it (the RNG states are gathered from
+    all ranks), rank 0 writes. `new_best` is {"score", "epoch", "threshold", "metrics"} when this epoch
+    improved, else None; `best` is the best record so far (None before the first). Returns the best record
+    after this epoch (with its model file's "path"). A failed write raises OSError with advice (`saving`).
+
+    The order keeps a resumable folder at every crash point: 1. the new best model file, beside the old
+    one; 2. last.pt naming it, with the old one as `replaced` (if this write fails, the new file goes);
+    3. history.csv, then the old best model file is deleted."""
+    from dfdlib.training.setup import gather
+
+    replaced = None
+    if new_best is not None:
+        metrics = new_best["metrics"]
+        with saving(epoch, run_dir, model):
+            path = save_best(run_dir, model, cfg, metrics, new_best["threshold"], preprocess) if rank == 0 else \
+                str(run_dir / best_model_name(cfg.sequence_length, metrics["accuracy"]))
+        replaced, best = (best or {}).get("path"), dict(new_best, path=path)
+    rngs = gather(rng_state(device), world)  # a collective: every rank takes part
+    if rank == 0:
+        written = best["path"] if new_best is not None and Path(best["path"]).name != Path(replaced or "").name \
+            else None
+        with saving(epoch, run_dir, model, written=written):
+            save_last(run_dir / "last.pt", epoch=epoch + 1, stopped=stopped, config=cfg.to_dict(), model=model,
+                      optimizer=optimizer, scheduler=scheduler, scaler=scaler, best=best, history=history,
+                      rngs=rngs, replaced=replaced)
+        with saving(epoch, run_dir, model, saved=epoch + 1):
+            write_history(history, run_dir)
+            remove_replaced(run_dir, replaced, best["path"])
+    return best
 
 
 def write_report(run_dir: Path, history, best: dict, test: dict | None, y, p, monitor: str, log) -> None:

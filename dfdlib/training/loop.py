@@ -10,8 +10,9 @@ Exact resume: the sampler order is a function of (seed, epoch) (DistributedSampl
 item's augmentation is seeded by (seed, epoch, rank, position), and last.pt stores the remaining RNG
 state (dropout), so stopping between epochs and resuming reproduces the uninterrupted weights.
 
-`train` reads top to bottom: setup (`train_setup`), then per epoch `train_epoch` + `evaluate`, then the
-run-folder writes (`checkpoint`). Nothing is shared through attributes: each function takes and returns values.
+`train` reads top to bottom: setup (`dfdlib.training.setup`), then per epoch `train_epoch`, `evaluate` and
+one `checkpoint.end_epoch` (the run-folder writes, in their crash-safe order). Nothing is shared through
+attributes: each function takes and returns values.
 """
 from __future__ import annotations
 
@@ -241,7 +242,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
     import torch
     from tqdm.auto import tqdm
 
-    from dfdlib.data import augment_batch, build_transforms
+    from dfdlib.data import augment_batch, clip_transforms
     from dfdlib.metrics import best_threshold, compute_metrics
     from dfdlib.training import checkpoint as ck
 
@@ -263,13 +264,11 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
             df = ts.read_labels(cfg, log)
             preprocess = ts.preprocess_settings(df, cfg.dataset_path)
             seed_everything(cfg.seed)
-            on_device = cfg.augment and (cfg.augment_on == "device" or (cfg.augment_on == "auto"
-                                                                        and device.type == "cuda"))
-            data = ts.build_data(df, cfg, device, rank, world, augment_in_workers=not on_device, log=log)
-            augment = build_transforms(True, cfg.image_size) if on_device else None
+            tfs = clip_transforms(cfg.image_size, cfg.augment, cfg.augment_on, device)
+            data = ts.build_data(df, cfg, tfs, device, rank, world, log=log)
 
             def prepare(x, seeds):  # uint8 clips → augmented, normalised clips, on the training device
-                return augment_batch(x, seeds, augment)
+                return augment_batch(x, seeds, tfs.device)
 
             # ---- model, losses, precision, optimizer, schedule
             resuming = cfg.resume and last_path.exists()
@@ -304,7 +303,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                 ck.remove_stale_temps(run_dir)
                 log(f"training on {device} ({world} process{'es' if world > 1 else ''}): {len(data.train_ds)} train"
                     f" / {len(data.val_ds)} val / {len(data.test_ds) if data.test_ds else 0} test clips, amp={amp} "
-                    f"({amp_reason}), augmentation {'on the device' if on_device else 'in the workers'}")
+                    f"({amp_reason}), augmentation {'on the device' if tfs.device else 'in the workers'}")
 
             # ---- epochs
             since_best = history[-1]["epoch"] - best["epoch"] if history and best else 0
@@ -326,7 +325,7 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                     stats = train_epoch(model, net, data.train_loader, optimizer, scheduler, scaler, loss_fn,
                                         device=device, amp_dtype=amp_dtype, batches=batches,
                                         grad_accum=cfg.grad_accum, grad_clip=cfg.grad_clip,
-                                        prepare=prepare if on_device else None, bar=bar, world=world)
+                                        prepare=prepare if tfs.device else None, bar=bar, world=world)
                     y, p, val_loss = evaluate(model, data.val_loader, len(data.val_ds), eval_loss_sum, device=device,
                                               amp_dtype=amp_dtype, rank=rank, world=world)
                 except torch.OutOfMemoryError as e:
@@ -342,36 +341,20 @@ def train(config: TrainConfig | dict | None = None, *, on_epoch=None, **override
                        "seconds": round(time.perf_counter() - t0, 3), "clips_per_s": round(stats["clips_per_s"], 2),
                        "data_wait": round(stats["data_wait"], 4)}
                 history.append(row)
-                improved = best is None or ts.score(row, cfg.monitor) > best["score"]
-                replaced = None
-                if improved:
-                    m = dict(m, epoch=row["epoch"])
-                    thr = best_threshold(y, p)
-                    with ck.saving(epoch, run_dir, model):  # 1. the new best model file, beside the old one
-                        path = ck.save_best(run_dir, model, cfg, m, thr, preprocess) if main else \
-                            str(run_dir / ck.best_model_name(cfg.sequence_length, m["accuracy"]))
-                    replaced = (best or {}).get("path")
-                    best = {"score": ts.score(row, cfg.monitor), "epoch": row["epoch"], "path": path, "threshold": thr,
-                            "metrics": m}
-                    since_best = 0
-                else:
-                    since_best += 1
+                score = ts.score(row, cfg.monitor)
+                improved = best is None or score > best["score"]
+                since_best = 0 if improved else since_best + 1
+                stopped = bool(cfg.early_stopping) and since_best >= cfg.early_stopping
+                new_best = {"score": score, "epoch": row["epoch"], "threshold": best_threshold(y, p),
+                            "metrics": dict(m, epoch=row["epoch"])} if improved else None
+                best = ck.end_epoch(run_dir, epoch, new_best, best=best, history=history, stopped=stopped, cfg=cfg,
+                                    model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                    preprocess=preprocess, device=device, rank=rank, world=world)
                 auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
                 log(f"Epoch {epoch + 1}/{cfg.num_epochs}  Loss: {stats['loss']:.4f} | Val_Loss: {val_loss:.4f} | "
                     f"Accuracy: {100 * m['accuracy']:.1f}% | Val_AUC: {auc}" + ("  (best, saved)" if improved else ""))
-                stopped = bool(cfg.early_stopping) and since_best >= cfg.early_stopping
-                rngs = ts.gather(ck.rng_state(device), world)  # a collective: every rank takes part
-                if main:  # 2. last.pt naming the new best (if it fails, the new file goes), 3. history, old best
-                    new = best["path"] if improved and Path(best["path"]).name != Path(replaced or "").name else None
-                    with ck.saving(epoch, run_dir, model, written=new):
-                        ck.save_last(last_path, epoch=epoch + 1, stopped=stopped, config=cfg.to_dict(), model=model,
-                                     optimizer=optimizer, scheduler=scheduler, scaler=scaler, best=best,
-                                     history=history, rngs=rngs, replaced=replaced)
-                    with ck.saving(epoch, run_dir, model, saved=epoch + 1):
-                        ck.write_history(history, run_dir)
-                        ck.remove_replaced(run_dir, replaced, best["path"])
-                    if on_epoch is not None:
-                        on_epoch(list(history))
+                if main and on_epoch is not None:
+                    on_epoch(list(history))
                 if stopped:
                     log(f"early stopping: no {cfg.monitor} improvement for {cfg.early_stopping} epochs")
                 if (stall := ts.stalled(history, cfg)) is not None:

@@ -179,27 +179,25 @@ class Data:
     test_loader: object | None
 
 
-def train_dataset(part, cfg, augment_in_workers: bool):
+def train_dataset(part, cfg, transform):
     """The training dataset: the one place where it is built (training modes plug in here).
 
-    Takes the train rows, the config and whether augmentation runs in the loader workers (else the
-    workers only decode and resize uint8 clips and data.augment_batch runs on the training device).
+    Takes the train rows, the config and the workers' transform (`data.clip_transforms(...).worker`).
     """
-    from dfdlib.data import FaceSequenceDataset, build_transforms, resize_only
+    from dfdlib.data import FaceSequenceDataset
 
-    tf = build_transforms(True, cfg.image_size) if cfg.augment and augment_in_workers else None
-    if tf is None:
-        tf = resize_only(cfg.image_size) if cfg.augment else build_transforms(False, cfg.image_size)
-    return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, transform=tf, sampling=cfg.sampling,
-                               cache=cfg.cache, store_size=cfg.image_size, store_dir=cfg.cache_dir)
+    return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, transform=transform,
+                               sampling=cfg.sampling, cache=cfg.cache, store_size=cfg.image_size,
+                               store_dir=cfg.cache_dir)
 
 
-def build_data(df, cfg, device, rank: int, world: int, augment_in_workers: bool = True, log=print) -> Data:
-    """Datasets, the seeded (sharded) training sampler and the loaders for one process."""
+def build_data(df, cfg, transforms, device, rank: int, world: int, log=print) -> Data:
+    """Datasets, the seeded (sharded) training sampler and the loaders for one process; `transforms` is
+    the run's `data.ClipTransforms` (the train loader applies `.worker`, the val/test loaders `.eval`)."""
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from dfdlib.data import FaceSequenceDataset, build_transforms
+    from dfdlib.data import FaceSequenceDataset
 
     def rows(split: str):
         return df[df["split"] == split].reset_index(drop=True)
@@ -209,12 +207,11 @@ def build_data(df, cfg, device, rank: int, world: int, augment_in_workers: bool 
         if not len(part):
             return None
         return FaceSequenceDataset(part, cfg.dataset_path, cfg.sequence_length, sampling=cfg.sampling,
-                                   transform=build_transforms(False, cfg.image_size), cache=cfg.cache,
-                                   store_size=cfg.image_size, store_dir=cfg.cache_dir)
-
+                                   transform=transforms.eval, cache=cfg.cache, store_size=cfg.image_size,
+                                   store_dir=cfg.cache_dir)
 
     val_ds, test_ds = eval_dataset("val"), eval_dataset("test")
-    train_ds = wrap_train(train_dataset(rows("train"), cfg, augment_in_workers), cfg.fakes, cfg.seed,
+    train_ds = wrap_train(train_dataset(rows("train"), cfg, transforms.worker), cfg.fakes, cfg.seed,
                           val_ds.labels if val_ds else None, log)
     if cfg.balance == "sampler":
         inner = WeightedShards(train_ds.labels, cfg.seed, rank, world)
