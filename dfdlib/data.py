@@ -18,11 +18,10 @@ from torch.utils.data import Dataset
 
 from dfdlib.clipstore import open_store
 from dfdlib.utils import FRAME_RE, frame_files, frame_number  # noqa: F401  (public here too: data.frame_number)
-from dfdlib.video import sample_indices
+from dfdlib.video import SAMPLING, sample_indices
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SAMPLING = ("even", "first")
 
 
 def build_transforms(train: bool, image_size: int):

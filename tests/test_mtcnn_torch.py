@@ -120,7 +120,7 @@ def test_backend_names_and_config():
     with pytest.raises(ValueError, match="torch"):
         detector_backend("onnx")
     with pytest.raises(ValueError, match="detector"):
-        PreprocessConfig(detector="onnx").validate()
+        PreprocessConfig(detector="onnx")
     assert torch_device("CPU:0") == "cpu" and torch_device("GPU:1") == "cuda:1"
     det = default_detector("torch")
     assert det is default_detector("auto") and det.backend == "torch"

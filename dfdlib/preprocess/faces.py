@@ -238,7 +238,7 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     import cv2
 
     t0 = time.perf_counter()
-    cfg = (config or PreprocessConfig()).validate()
+    cfg = config or PreprocessConfig()
     path = Path(video_path)
     res = FaceResult(status="unreadable", config=cfg, source=str(video_path))
 

@@ -301,7 +301,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     import pandas as pd
     from tqdm.auto import tqdm
 
-    cfg = (config or PreprocessConfig()).validate()
+    cfg = config or PreprocessConfig()
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     shard = parse_shard(shard)
