@@ -58,8 +58,8 @@ _API = {
     "env_report": "utils", "resolve_device": "utils", "seed_everything": "utils",
 }
 
-# modules served whole: the notebooks' helpers (`from dfdlib import demo`)
-_MODULES = {"demo": "sample.demo"}
+# modules served whole: the notebooks' helpers (`from dfdlib import demo, notebook`)
+_MODULES = {"demo": "sample.demo", "notebook": "sample.notebook"}
 
 __all__ = sorted(_API) + ["__version__"]
 
