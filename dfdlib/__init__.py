@@ -26,7 +26,7 @@ _API = {
     # stage 1: videos → faces
     "VideoInfo": "video", "VideoError": "video", "probe_video": "video", "read_frames": "video",
     "sample_indices": "video",
-    "PreprocessConfig": "preprocess.config", "FaceDetector": "preprocess.faces",
+    "PreprocessConfig": "preprocess.config", "FaceDetector": "preprocess.detector",
     "extract_faces": "preprocess.faces", "crop_face": "preprocess.faces",
     "preprocess_dataset": "preprocess.run", "merge_shard_reports": "preprocess.shards",
     "crop_grid": "preprocess.crop_grid",

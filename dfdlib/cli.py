@@ -8,15 +8,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+
+from dfdlib.utils import env_report
 
 # each stage's cli module, whose add_cli() registers its sub-commands, in the order `dfd --help` lists them.
 _STAGE_MODULES = ["sample.cli", "preprocess.cli", "labels.cli", "training.cli", "predict.cli", "app.cli"]
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    from dfdlib.utils import env_report
-
     rep = env_report()
     if args.json:
         print(json.dumps(rep, indent=2))
@@ -57,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (FileNotFoundError, ValueError, RuntimeError, PermissionError, OSError) as e:
         # Clear one-line errors for user mistakes; DFD_DEBUG=1 shows the traceback.
-        import os
-
         if os.environ.get("DFD_DEBUG"):
             raise
         print(f"dfd {args.command}: error: {e}", file=sys.stderr)

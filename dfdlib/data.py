@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dfdlib.clipstore import open_store
-from dfdlib.utils import FRAME_RE, frame_files, frame_number  # noqa: F401  (public here too: data.frame_number)
+from dfdlib.utils import frame_files
 from dfdlib.video import SAMPLING, sample_indices
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -264,7 +264,7 @@ class _FakeTFConfig:
 def test_tensorflow_is_kept_off_the_gpus_unless_the_detector_runs_there():
     from types import SimpleNamespace
 
-    from dfdlib.preprocess.faces import hide_gpus_from_tensorflow
+    from dfdlib.preprocess.detector import hide_gpus_from_tensorflow
 
     tf = SimpleNamespace(config=_FakeTFConfig())
     assert hide_gpus_from_tensorflow(tf) == [] and tf.config.growth == []

@@ -23,6 +23,13 @@ import threading
 import warnings
 from pathlib import Path
 
+import pandas as pd
+
+from dfdlib.app import core
+from dfdlib.predict.registry import list_models
+from dfdlib.predict.verdict import SCORED_FACES, Prediction
+from dfdlib.video import VIDEO_EXTENSIONS, find_videos
+
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _HOWTO = ("Upload one or several videos (or pick an example), choose a model, press **Analyse**. "
           "The verdict is the model's estimate, not proof. Uploaded files are deleted once analysed.")
@@ -76,8 +83,6 @@ def _gradio():
 
 def example_videos(examples) -> list[Path]:
     """Up to 2 real + 2 fake videos from `examples` (a folder with real/ and fake/, or a list of files)."""
-    from dfdlib.video import find_videos
-
     if not examples:
         return []
     if isinstance(examples, (list, tuple)):
@@ -91,10 +96,6 @@ def example_videos(examples) -> list[Path]:
 
 def models_markdown(models_dir: str | Path) -> str:
     """The models folder as a Markdown table (file, frames, accuracy, note), or what to do when it is empty."""
-    import pandas as pd
-
-    from dfdlib.predict.registry import list_models
-
     models_dir = Path(models_dir)
     try:
         df = list_models(models_dir)
@@ -134,16 +135,9 @@ def build_app(models_dir: str | Path = "models", max_size_mb: float | None = Non
     Raises RuntimeError without Gradio.
     """
     gr = _gradio()
-    import pandas as pd
-
-    from dfdlib.app import core as core
-    from dfdlib.predict.registry import list_models
-    from dfdlib.predict.verdict import Prediction
-    from dfdlib.video import VIDEO_EXTENSIONS
-
     models_dir = Path(models_dir)
     max_mb = float(max_size_mb or core.DEFAULT_MAX_MB)
-    max_faces = core.MAX_FACES if max_faces is None else int(max_faces)
+    max_faces = SCORED_FACES if max_faces is None else int(max_faces)
     # Uploads and the images Gradio serves go to the process's private folder, this app's result files
     # to a subfolder of it (removed by close()).
     root = upload_root()
@@ -266,12 +260,10 @@ def launch_app(models_dir: str | Path = "models", host: str = "127.0.0.1", port:
     inline). Returns the launched Blocks; `.close()` stops it and its temporary folder is removed.
     """
     gr = _gradio()
-    from dfdlib.app.core import BADGE_CSS, DEFAULT_MAX_MB
-
     if host not in LOCAL_HOSTS:
         warnings.warn(f"the app listens on {host}: anyone who can reach this machine on port {port} can upload "
                       "videos and use the model; use --host 127.0.0.1 unless that is intended", stacklevel=2)
-    limit = float(max_size_mb or DEFAULT_MAX_MB)
+    limit = float(max_size_mb or core.DEFAULT_MAX_MB)
     demo = build_app(models_dir, limit, examples, device)
     upload_root()  # the server reads GRADIO_TEMP_DIR when it starts
     demo.queue(default_concurrency_limit=max(1, int(concurrency)), max_size=64)
@@ -280,7 +272,7 @@ def launch_app(models_dir: str | Path = "models", host: str = "127.0.0.1", port:
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],  # no web fonts: works offline
                               font_mono=["ui-monospace", "monospace"])
     demo.launch(server_name=host, server_port=port, share=bool(share), inline=inline, prevent_thread_lock=not block,
-                max_file_size=int(2 * limit * 1e6), show_error=True, quiet=quiet, theme=theme, css=BADGE_CSS,
+                max_file_size=int(2 * limit * 1e6), show_error=True, quiet=quiet, theme=theme, css=core.BADGE_CSS,
                 allowed_paths=[str(p.resolve().parent) for p in example_videos(examples)] or None)
     close = demo.close
 

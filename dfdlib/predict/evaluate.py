@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfdlib.metrics import best_threshold, plot_confusion, plot_roc, plot_roc_by_method
+from dfdlib.metrics import (
+    best_threshold,
+    compute_metrics,
+    metrics_by_method,
+    plot_confusion,
+    plot_roc,
+    plot_roc_by_method,
+)
 from dfdlib.predict.ensemble import as_model, members_of, sequence_length_of, threshold_of
 from dfdlib.utils import atomic_write, ensure_writable, write_csv
 
@@ -103,8 +110,6 @@ def _write_outputs(out: Path, metrics: dict, names, y, p, thr: float, methods) -
 
 def _scored(members, labels, source, split, root, seq, batch_size, progress, thr: float | None = None):
     """Scores + metrics of one labelled set: (metrics, names, y, p, methods). thr None: chosen later."""
-    from dfdlib.metrics import compute_metrics, metrics_by_method
-
     names, y, p, skipped, padded = _ensemble_scores(members, _rows_of(labels, split, source), root, seq,
                                                     batch_size, progress)
     methods = _methods_of(labels, names)
@@ -133,8 +138,6 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
     metrics.json, predictions.csv, confusion.png, roc.png, roc_by_method.png there (and in out_dir/cross).
     Raises ValueError for a missing split.
     """
-    from dfdlib.metrics import best_threshold, compute_metrics, metrics_by_method
-
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1 (clips per forward pass), got {batch_size}")
     if (cross_labels is None) != (cross_root is None):

@@ -23,7 +23,7 @@ from dfdlib.metrics import verdict_confidence
 from dfdlib.predict.ensemble import as_model, members_of, sequence_length_of, threshold_of
 from dfdlib.predict.explain import grad_cam, save_cam_overlays
 from dfdlib.preprocess.config import PreprocessConfig
-from dfdlib.preprocess.faces import extract_faces, frames_needed
+from dfdlib.preprocess.faces import default_detector, extract_faces, frames_needed
 from dfdlib.utils import ensure_writable, strict, write_csv
 from dfdlib.video import (  # the same files the preprocess stage treats as videos
     VIDEO_EXTENSIONS,
@@ -68,8 +68,6 @@ def _detector(detector=None, backend: str = "auto"):
     loaded crashes the process with a segfault (tensorflow-cpu 2.21 + torch 2.14 here).
     """
     import torchvision  # noqa: F401
-
-    from dfdlib.preprocess.faces import default_detector
 
     return detector or default_detector(backend)
 
