@@ -1,7 +1,8 @@
 """`dfd` command line: one sub-command per pipeline stage.
 
-Each stage module defines `add_cli(subparsers)` that registers its parser and sets `func`; this file
-only wires them together, so `dfd preprocess` and `dfdlib.preprocess_dataset` stay one code path.
+Each stage's cli.py defines `add_cli(subparsers)`, which registers its commands' parsers and sets `func` to
+the small function that turns the arguments into a call of the stage's API; this file only wires them
+together, so `dfd preprocess` and `dfdlib.preprocess_dataset` stay one code path.
 """
 from __future__ import annotations
 
