@@ -144,7 +144,7 @@ def sample_indices(total: int, n: int, mode: str = "even") -> list[int]:
     notebooks. Raises ValueError if n < 1, total < n or mode is unknown.
     """
     if mode not in SAMPLING:
-        raise ValueError(f"sampling mode must be one of {', '.join(SAMPLING)}, not {mode!r}")
+        raise ValueError(f"sampling mode must be {' or '.join(map(repr, SAMPLING))}, not {mode!r}")
     if n < 1:
         raise ValueError(f"need at least 1 frame to sample, got n={n}")
     if total < n:
