@@ -26,7 +26,7 @@ _API = {
     # stage 1: videos → faces
     "VideoInfo": "video", "VideoError": "video", "probe_video": "video", "read_frames": "video",
     "sample_indices": "video",
-    "PreprocessConfig": "preprocess.config", "FaceDetector": "preprocess.faces",
+    "PreprocessConfig": "preprocess.config", "FaceDetector": "preprocess.detector",
     "extract_faces": "preprocess.faces", "crop_face": "preprocess.faces",
     "preprocess_dataset": "preprocess.run", "merge_shard_reports": "preprocess.shards",
     "crop_grid": "preprocess.crop_grid",
@@ -58,8 +58,8 @@ _API = {
     "env_report": "utils", "resolve_device": "utils", "seed_everything": "utils",
 }
 
-# modules served whole: the notebooks' helpers (`from dfdlib import demo`)
-_MODULES = {"demo": "sample.demo"}
+# modules served whole: the notebooks' helpers (`from dfdlib import demo, notebook`)
+_MODULES = {"demo": "sample.demo", "notebook": "sample.notebook"}
 
 __all__ = sorted(_API) + ["__version__"]
 

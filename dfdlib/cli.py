@@ -1,22 +1,24 @@
 """`dfd` command line: one sub-command per pipeline stage.
 
-Each stage module defines `add_cli(subparsers)` that registers its parser and sets `func`; this file
-only wires them together, so `dfd preprocess` and `dfdlib.preprocess_dataset` stay one code path.
+Each stage's cli.py defines `add_cli(subparsers)`, which registers its commands' parsers and sets `func` to
+the small function that turns the arguments into a call of the stage's API; this file only wires them
+together, so `dfd preprocess` and `dfdlib.preprocess_dataset` stay one code path.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import os
 import sys
+
+from dfdlib.utils import env_report
 
 # each stage's cli module, whose add_cli() registers its sub-commands, in the order `dfd --help` lists them.
 _STAGE_MODULES = ["sample.cli", "preprocess.cli", "labels.cli", "training.cli", "predict.cli", "app.cli"]
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    from dfdlib.utils import env_report
-
     rep = env_report()
     if args.json:
         print(json.dumps(rep, indent=2))
@@ -57,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (FileNotFoundError, ValueError, RuntimeError, PermissionError, OSError) as e:
         # Clear one-line errors for user mistakes; DFD_DEBUG=1 shows the traceback.
-        import os
-
         if os.environ.get("DFD_DEBUG"):
             raise
         print(f"dfd {args.command}: error: {e}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 A stage declares `name: type = option(default, "help text", choices=(...))`; the CLI builds one flag per
 field with `add_dataclass_args(parser, Config)`, docs and notebooks read `config_help(Config)`, and
-`check_choices(config)` validates the fields that have choices. This module imports nothing from dfdlib,
+`check_choices(config)` validates the fields that have choices and `config_from_dict(Config, d)` builds one
+from a dict, rejecting unknown keys. This module imports nothing from dfdlib,
 so every stage (trainer, preprocess, ...) can build on it.
 """
 from __future__ import annotations
@@ -39,6 +40,18 @@ def check_choices(config) -> None:
     for k, allowed in config_choices(config).items():
         if getattr(config, k) not in allowed:
             raise ValueError(f"{name}.{k}={getattr(config, k)!r}: choose one of {', '.join(map(str, allowed))}")
+
+
+def config_from_dict(cls, d: dict | None):
+    """Build dataclass `cls` from a dict (e.g. a model file's metadata); None gives the defaults.
+
+    Raises ValueError naming the unknown keys (typos, or a newer dfdlib's fields) and the valid ones.
+    """
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(d or {}) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
+    return cls(**(d or {}))
 
 
 def _scalar_type(f: dataclasses.Field, hints: dict):

@@ -19,18 +19,11 @@ import torch
 from torch.utils.data import Dataset
 
 from dfdlib.clipstore import open_store
-from dfdlib.utils import (  # noqa: F401  (public here too: data.frame_number)
-    FRAME_RE,
-    check_processed_root,
-    frame_files,
-    frame_number,
-    parse_label,
-)
-from dfdlib.video import sample_indices
+from dfdlib.utils import check_processed_root, frame_files, parse_label
+from dfdlib.video import SAMPLING, sample_indices
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SAMPLING = ("even", "first")
 
 
 def build_transforms(train: bool, image_size: int):

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dfdlib.backbones import BACKBONES, create_backbone, describe_key_diff, key_diff  # noqa: F401 - API
+from dfdlib.backbones import create_backbone, describe_key_diff, key_diff
 from dfdlib.data import IMAGENET_MEAN, IMAGENET_STD
 from dfdlib.utils import atomic_write, resolve_device
 

@@ -18,6 +18,8 @@ import numpy as np
 # Extensions we treat as videos; other files are tried too if OpenCV can decode them (see preprocess).
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                     ".3gp", ".ts", ".mts", ".m2ts", ".ogv")
+# How frames are picked from a video (sample_indices) and from a folder of crops (data.select_indices).
+SAMPLING = ("even", "first")
 
 
 def is_video_file(path: str | Path) -> bool:
@@ -141,8 +143,8 @@ def sample_indices(total: int, n: int, mode: str = "even") -> list[int]:
     very last frame, which containers often miscount); "first" takes 0..n-1 like the original
     notebooks. Raises ValueError if n < 1, total < n or mode is unknown.
     """
-    if mode not in ("even", "first"):
-        raise ValueError(f"sampling mode must be 'even' or 'first', not {mode!r}")
+    if mode not in SAMPLING:
+        raise ValueError(f"sampling mode must be {' or '.join(map(repr, SAMPLING))}, not {mode!r}")
     if n < 1:
         raise ValueError(f"need at least 1 frame to sample, got n={n}")
     if total < n:

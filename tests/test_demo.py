@@ -69,3 +69,16 @@ def test_demo_summary_rounds_its_numbers(tmp_path, capsys):
                    "predictions_csv": "p.csv", "predicted_correctly": 11, "n_predicted": 12}, tmp_path)
     out = capsys.readouterr().out
     assert "test ROC-AUC    : 0.988  (accuracy 91.7%, n=12)" in out and "0.9166" not in out
+
+
+def test_dfd_demo_flags_and_help_come_from_the_config_fields():
+    from dfdlib import cli
+    from dfdlib.config import config_help
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["demo", "--smoke", "--seed", "3", "--fakes", "self-blend"])
+    assert (args.smoke, args.seed, args.fakes) == (True, 3, "self-blend")
+    text = " ".join(parser._subparsers._group_actions[0].choices["demo"].format_help().split())
+    assert all(" ".join(h.split())[:30] in text for h in config_help(DemoConfig).values())
+    with pytest.raises(ValueError, match="DemoConfig.fakes='blend': choose one of none, self-blend, mixed"):
+        DemoConfig(fakes="blend")

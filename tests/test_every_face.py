@@ -144,7 +144,7 @@ class BrokenDetector:
 def test_a_bug_in_the_face_stage_is_an_error_not_no_face(zoom_cut, monkeypatch, tmp_path):
     import pandas as pd
 
-    from dfdlib.preprocess import faces
+    from dfdlib.preprocess import run
     from dfdlib.preprocess.report import ERRORS_LOG
     from dfdlib.preprocess.run import preprocess_dataset
 
@@ -157,7 +157,7 @@ def test_a_bug_in_the_face_stage_is_an_error_not_no_face(zoom_cut, monkeypatch, 
     src = tmp_path / "src"
     (src / "real").mkdir(parents=True)
     (src / "real" / "a.mp4").write_bytes(path.read_bytes())
-    monkeypatch.setattr(faces, "default_detector", lambda *a, **k: BrokenDetector())
+    monkeypatch.setattr(run, "default_detector", lambda *a, **k: BrokenDetector())
     report = preprocess_dataset(src, tmp_path / "out", CFG, progress=False)
     assert list(report["status"]) == ["error"]
     log = (tmp_path / "out" / ERRORS_LOG).read_text()

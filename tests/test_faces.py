@@ -50,17 +50,19 @@ def test_config_defaults_and_from_dict():
     assert (c.frames, c.sampling, c.size, c.margin, c.min_confidence, c.min_face_size, c.jpeg_quality) == (
         20, "even", 224, 0.3, 0.9, 20, 95)
     d = dataclasses.asdict(PreprocessConfig(frames=8, size=112))
-    d["from_a_newer_version"] = 1
     assert PreprocessConfig.from_dict(d) == PreprocessConfig(frames=8, size=112)
     assert PreprocessConfig.from_dict(None) == PreprocessConfig()
+    with pytest.raises(ValueError, match=r"unknown PreprocessConfig field\(s\) \['from_a_newer_version'\]; valid "
+                                         r"fields: .*frames"):
+        PreprocessConfig.from_dict(d | {"from_a_newer_version": 1})
     json.dumps(dataclasses.asdict(c))  # model metadata must be plain JSON types
 
 
 @pytest.mark.parametrize("bad", [dict(frames=0), dict(sampling="random"), dict(margin=-0.1),
                                  dict(min_confidence=1.5), dict(jpeg_quality=0), dict(detect_max_side=10)])
-def test_config_validate(bad):
-    with pytest.raises(ValueError, match=next(iter(bad))):
-        PreprocessConfig(**bad).validate()
+def test_config_is_validated_when_made(bad):
+    with pytest.raises(ValueError, match=f"PreprocessConfig.{next(iter(bad))}"):
+        PreprocessConfig(**bad)
 
 
 # --- cropping and tracking (no detector) ------------------------------------------------------------
@@ -86,9 +88,9 @@ def test_crop_face_stretch_is_the_box_itself_as_the_original_project_cropped():
     assert 24 <= (wide[25, :, 0] > 100).sum() <= 26 and 24 <= (wide[:, 25, 0] > 100).sum() <= 26  # the middle half
     edge = crop_face(frame, (-20, -10, 40, 30), margin=0.0, size=40, stretch=True)  # clipped, not padded
     assert edge.shape == (40, 40, 3) and edge.max() == 0
-    assert PreprocessConfig(crop="stretch").validate().crop == "stretch"
-    with pytest.raises(ValueError, match="crop must be"):
-        PreprocessConfig(crop="round").validate()
+    assert PreprocessConfig(crop="stretch").crop == "stretch"
+    with pytest.raises(ValueError, match="PreprocessConfig.crop='round': choose one of square, stretch"):
+        PreprocessConfig(crop="round")
 
 
 def test_crop_face_at_the_edge_pads_black_and_keeps_the_face_centred():
@@ -262,7 +264,7 @@ class _FakeTFConfig:
 def test_tensorflow_is_kept_off_the_gpus_unless_the_detector_runs_there():
     from types import SimpleNamespace
 
-    from dfdlib.preprocess.faces import hide_gpus_from_tensorflow
+    from dfdlib.preprocess.detector import hide_gpus_from_tensorflow
 
     tf = SimpleNamespace(config=_FakeTFConfig())
     assert hide_gpus_from_tensorflow(tf) == [] and tf.config.growth == []

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfdlib.datasets.layouts import LAYOUTS, LayoutError, detect_layout, find_samples, samples_frame
+from dfdlib.datasets.layouts import LAYOUTS, detect_layout, find_samples, samples_frame
+from dfdlib.datasets.scan import LayoutError
 from dfdlib.labels.splits import split_labels
 
 

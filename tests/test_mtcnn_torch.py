@@ -118,7 +118,7 @@ def test_backend_names_and_config():
     with pytest.raises(ValueError, match="torch"):
         detector_backend("onnx")
     with pytest.raises(ValueError, match="detector"):
-        PreprocessConfig(detector="onnx").validate()
+        PreprocessConfig(detector="onnx")
     assert torch_device("CPU:0") == "cpu" and torch_device("GPU:1") == "cuda:1"
     det = default_detector("torch")
     assert det is default_detector("auto") and det.backend == "torch"
@@ -151,13 +151,12 @@ def test_the_torch_path_never_imports_tensorflow(tmp_path):
 def test_prediction_uses_the_models_detector_runtime(monkeypatch):
     """preprocess_config_for keeps the model's PreprocessConfig.detector, and predict builds that backend."""
     from dfdlib.predict import verdict as predict
-    from dfdlib.preprocess import faces
 
     cfg = predict.preprocess_config_for({"preprocess": {"frames": 8, "detector": "tf"}}, 8)
     assert cfg.detector == "tf"
     assert predict.preprocess_config_for({"preprocess": {"frames": 8}}, 8).detector == "auto"  # older files
     asked = []
-    monkeypatch.setattr(faces, "default_detector", lambda backend="auto", threads=None: asked.append(backend))
+    monkeypatch.setattr(predict, "default_detector", lambda backend="auto", threads=None: asked.append(backend))
     predict._detector(None, cfg.detector)
     assert asked == ["tf"]
 

@@ -114,8 +114,8 @@ def test_layout_title_colab_cell_parameters_then_numbered_sections(name):
     assert "google.colab" in cells[1].source and cells[1].cell_type == "code"
     idx = cells.index(params_cell(nb))
     # derived values come right after the parameters: smoke from the environment, paths from project_root
-    assert "demo.smoke_mode(smoke)" in cells[idx + 1].source
-    assert "demo.notebook_root(project_root, colab_root, smoke)" in cells[idx + 1].source
+    assert "notebook.smoke_mode(smoke)" in cells[idx + 1].source
+    assert "notebook.notebook_root(project_root, colab_root, smoke)" in cells[idx + 1].source
     headings = [c.source.split("\n", 1)[0] for c in cells[idx:] if c.cell_type == "markdown"]
     assert headings and all(h.startswith(f"## {i}. ") for i, h in enumerate(headings, 1)), headings
     assert nb.metadata["kernelspec"]["name"] == "python3"

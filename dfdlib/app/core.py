@@ -28,7 +28,6 @@ from dfdlib.video import VIDEO_EXTENSIONS, is_video_file
 
 BEST, ENSEMBLE = "best", "ensemble"   # model menu values besides a file name
 DEFAULT_MAX_MB = 200                  # upload size limit (MB) unless --max-size-mb says otherwise
-MAX_FACES = SCORED_FACES              # faces scored per video (most prominent first): predict's default
 KEPT_RESULTS = 32                     # result folders (JSON + CSV downloads) kept per app: newest first
 
 # What to try, per Prediction.status, shown under the reason.
@@ -204,7 +203,7 @@ def window_scores(model, clip, window: int | None = None) -> pd.DataFrame:
 
 
 def analyse_video(model, video, model_paths=(), detector=None, explain: bool = True, top_k: int = 4,
-                  max_faces: int = MAX_FACES, progress=None) -> Analysis:
+                  max_faces: int = SCORED_FACES, progress=None) -> Analysis:
     """Everything the app shows for one video.
 
     Takes a model or Ensemble (from ModelCache / load_model), the video path, the model file paths (for

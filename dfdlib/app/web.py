@@ -18,11 +18,17 @@ import atexit
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import warnings
 from pathlib import Path
+
+import pandas as pd
+
+from dfdlib.app import core
+from dfdlib.predict.registry import list_models
+from dfdlib.predict.verdict import SCORED_FACES, Prediction
+from dfdlib.video import VIDEO_EXTENSIONS, find_videos
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _HOWTO = ("Upload one or several videos (or pick an example), choose a model, press **Analyse**. "
@@ -77,8 +83,6 @@ def _gradio():
 
 def example_videos(examples) -> list[Path]:
     """Up to 2 real + 2 fake videos from `examples` (a folder with real/ and fake/, or a list of files)."""
-    from dfdlib.video import find_videos
-
     if not examples:
         return []
     if isinstance(examples, (list, tuple)):
@@ -92,10 +96,6 @@ def example_videos(examples) -> list[Path]:
 
 def models_markdown(models_dir: str | Path) -> str:
     """The models folder as a Markdown table (file, frames, accuracy, note), or what to do when it is empty."""
-    import pandas as pd
-
-    from dfdlib.predict.registry import list_models
-
     models_dir = Path(models_dir)
     try:
         df = list_models(models_dir)
@@ -135,16 +135,9 @@ def build_app(models_dir: str | Path = "models", max_size_mb: float | None = Non
     Raises RuntimeError without Gradio.
     """
     gr = _gradio()
-    import pandas as pd
-
-    from dfdlib.app import core as core
-    from dfdlib.predict.registry import list_models
-    from dfdlib.predict.verdict import Prediction
-    from dfdlib.video import VIDEO_EXTENSIONS
-
     models_dir = Path(models_dir)
     max_mb = float(max_size_mb or core.DEFAULT_MAX_MB)
-    max_faces = core.MAX_FACES if max_faces is None else int(max_faces)
+    max_faces = SCORED_FACES if max_faces is None else int(max_faces)
     # Uploads and the images Gradio serves go to the process's private folder, this app's result files
     # to a subfolder of it (removed by close()).
     root = upload_root()
@@ -267,12 +260,10 @@ def launch_app(models_dir: str | Path = "models", host: str = "127.0.0.1", port:
     inline). Returns the launched Blocks; `.close()` stops it and its temporary folder is removed.
     """
     gr = _gradio()
-    from dfdlib.app.core import BADGE_CSS, DEFAULT_MAX_MB
-
     if host not in LOCAL_HOSTS:
         warnings.warn(f"the app listens on {host}: anyone who can reach this machine on port {port} can upload "
                       "videos and use the model; use --host 127.0.0.1 unless that is intended", stacklevel=2)
-    limit = float(max_size_mb or DEFAULT_MAX_MB)
+    limit = float(max_size_mb or core.DEFAULT_MAX_MB)
     demo = build_app(models_dir, limit, examples, device)
     upload_root()  # the server reads GRADIO_TEMP_DIR when it starts
     demo.queue(default_concurrency_limit=max(1, int(concurrency)), max_size=64)
@@ -281,7 +272,7 @@ def launch_app(models_dir: str | Path = "models", host: str = "127.0.0.1", port:
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],  # no web fonts: works offline
                               font_mono=["ui-monospace", "monospace"])
     demo.launch(server_name=host, server_port=port, share=bool(share), inline=inline, prevent_thread_lock=not block,
-                max_file_size=int(2 * limit * 1e6), show_error=True, quiet=quiet, theme=theme, css=BADGE_CSS,
+                max_file_size=int(2 * limit * 1e6), show_error=True, quiet=quiet, theme=theme, css=core.BADGE_CSS,
                 allowed_paths=[str(p.resolve().parent) for p in example_videos(examples)] or None)
     close = demo.close
 
@@ -293,31 +284,3 @@ def launch_app(models_dir: str | Path = "models", host: str = "127.0.0.1", port:
 
     demo.close = close_and_clean
     return demo
-
-
-def _cli_app(args) -> int:
-    if args.host not in LOCAL_HOSTS:
-        print(f"warning: listening on {args.host}: anyone on your network can use the app (and see the models "
-              "folder's listing); use --host 127.0.0.1 to keep it on this machine", file=sys.stderr)
-    with warnings.catch_warnings():  # said above, in the CLI's words
-        warnings.filterwarnings("ignore", message="the app listens on")
-        launch_app(args.models, args.host, args.port, args.share, max_size_mb=args.max_size_mb,
-                   examples=args.examples or None, device=args.device, concurrency=args.concurrency)
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register `dfd app [--models DIR] [--host H] [--port P] [--share]` (Gradio is imported only when run)."""
-    from dfdlib.app.core import DEFAULT_MAX_MB
-
-    p = subparsers.add_parser("app", help="web app: upload videos, get verdicts (needs pip install dfdlib[app])")
-    p.add_argument("--models", default="models", help="models folder, rescanned on every request (default: models)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; "
-                                                       "0.0.0.0 = all interfaces, with a warning)")
-    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
-    p.add_argument("--share", action="store_true", help="also create a public gradio.live link (off by default)")
-    p.add_argument("--max-size-mb", type=float, default=DEFAULT_MAX_MB, help="largest upload accepted, in MB")
-    p.add_argument("--examples", default="data/sample", help="folder of example videos (real/, fake/); '' = none")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--concurrency", type=int, default=1, help="analyses run at once; the rest are queued")
-    p.set_defaults(func=_cli_app)

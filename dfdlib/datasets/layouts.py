@@ -31,9 +31,6 @@ from dfdlib.datasets.scan import (
 )
 from dfdlib.utils import UnionFind
 
-__all__ = ["LAYOUTS", "LayoutError", "Sample", "detect_layout", "find_samples", "layout_report",
-           "samples_frame"]
-
 # name → (expected tree shown in errors, scanner). Detection tries them in this order.
 LAYOUTS = {
     "ffpp": ("FaceForensics++:  ROOT/original_sequences/youtube/c23/videos/000.mp4\n"

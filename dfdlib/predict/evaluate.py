@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 
 from dfdlib.labels.io import read_labels
-from dfdlib.metrics import best_threshold, format_metrics_table, plot_confusion, plot_roc, plot_roc_by_method
+from dfdlib.metrics import (
+    best_threshold,
+    compute_metrics,
+    metrics_by_method,
+    plot_confusion,
+    plot_roc,
+    plot_roc_by_method,
+)
 from dfdlib.predict.ensemble import as_model, members_of, sequence_length_of, threshold_of
 from dfdlib.utils import atomic_write, ensure_writable, write_csv
 
@@ -106,8 +113,6 @@ def _write_outputs(out: Path, metrics: dict, names, y, p, thr: float, methods) -
 
 def _scored(members, labels, source, split, root, seq, batch_size, progress, thr: float | None = None):
     """Scores + metrics of one labelled set: (metrics, names, y, p, methods). thr None: chosen later."""
-    from dfdlib.metrics import compute_metrics, metrics_by_method
-
     names, y, p, skipped, padded = _ensemble_scores(members, _rows_of(labels, split, source), root, seq,
                                                     batch_size, progress)
     methods = _methods_of(labels, names)
@@ -137,8 +142,6 @@ def evaluate_model(model, labels_csv, processed_root, split: str | None = "test"
     metrics.json, predictions.csv, confusion.png, roc.png, roc_by_method.png there (and in out_dir/cross).
     Raises ValueError for a missing split, FileNotFoundError / LabelsError for a missing or malformed CSV.
     """
-    from dfdlib.metrics import best_threshold, compute_metrics, metrics_by_method
-
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1 (clips per forward pass), got {batch_size}")
     if (cross_labels is None) != (cross_root is None):
@@ -204,73 +207,3 @@ def calibrate_threshold(model, labels_csv, processed_root, split: str = "val", b
     model.meta["threshold"] = best_threshold(y, p)
     model.meta["threshold_source"] = f"calibrated on {source} split={split} ({len(y)} clips)"
     return model
-
-
-# --- CLI -----------------------------------------------------------------------------------------
-
-def method_table(by_method: dict) -> str:
-    """metrics["by_method"] as a printable table (one row per method: n, accuracy, recall, ROC-AUC, EER)."""
-    cols = ("n_real", "n_fake", "accuracy", "recall", "roc_auc", "eer")
-    df = pd.DataFrame.from_dict(by_method, orient="index")[list(cols)]
-    return df.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-")
-
-
-def _num(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
-
-
-def _cli_evaluate(args) -> int:
-
-    thr = args.threshold
-    thr = None if thr in ("model", "file") else thr if thr == "val" else float(thr)
-    if (args.cross_csv is None) != (args.cross_data is None):
-        raise ValueError("--cross-csv and --cross-data go together: the second dataset's labels CSV and its "
-                         "processed root")
-    model = as_model(args.models if len(args.models) > 1 else args.models[0], args.device)
-    metrics = evaluate_model(model, args.csv, args.data, split=None if args.split == "all" else args.split,
-                             out_dir=args.out, threshold=thr, batch_size=args.batch_size,
-                             sequence_length=args.sequence_length, progress=not args.no_progress,
-                             cross_labels=args.cross_csv, cross_root=args.cross_data,
-                             cross_split=None if args.cross_split == "all" else args.cross_split)
-    print(format_metrics_table(metrics))
-    print(f"threshold {metrics['threshold']:.3f} from {metrics['threshold_source']}; "
-          f"confusion matrix (rows true real/fake): {metrics['confusion_matrix']}")
-    if "by_method" in metrics:
-        print(f"per method (each method's fakes against all reals):\n{method_table(metrics['by_method'])}")
-    cross = metrics.get("cross")
-    if cross:
-        print(f"\ncross-dataset: {cross['labels']} split={cross['split']}")
-        print(format_metrics_table(cross))
-        best = cross["at_best_threshold"]
-        print(f"threshold report: calibrated {cross['threshold']:.3f} (from {metrics['threshold_source']}) gives "
-              f"accuracy {cross['accuracy']:.3f}, recall {_num(cross['recall'])}; "
-              f"the best threshold on this set would be {cross['best_threshold']:.3f} (accuracy "
-              f"{best['accuracy']:.3f}; optimistic: chosen on its labels)")
-        if "by_method" in cross:
-            print(f"per method:\n{method_table(cross['by_method'])}")
-    if args.out:
-        print(f"metrics.json, predictions.csv, confusion.png, roc.png{', roc_by_method.png' if 'by_method' in metrics else ''} "
-              f"written to {args.out}/" + (" (the second dataset's in cross/)" if cross else ""))
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register `dfd evaluate MODEL [MODEL ...] --csv --data`."""
-    e = subparsers.add_parser("evaluate", help="metrics of a model on a labelled split of processed videos")
-    e.add_argument("models", nargs="+", metavar="MODEL", help="model file(s); several = ensemble")
-    e.add_argument("--csv", required=True, help="labels CSV (filename,label[,split])")
-    e.add_argument("--data", required=True, help="processed root (the preprocess stage's output)")
-    e.add_argument("--split", default="test", help="split to evaluate: test | val | train | all")
-    e.add_argument("--threshold", default="val",
-                   help="val (choose on the val split) | model (the file's) | a number (default: val)")
-    e.add_argument("--out", help="folder for metrics.json, predictions.csv, confusion.png, roc.png")
-    e.add_argument("--batch-size", type=int, default=8)
-    e.add_argument("--sequence-length", type=int, help="frames per clip (default: the model's)")
-    e.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    e.add_argument("--cross-csv", help="cross-dataset: a second dataset's labels CSV (e.g. Celeb-DF after training "
-                                       "on FF++), evaluated with the same threshold")
-    e.add_argument("--cross-data", help="cross-dataset: that dataset's processed root")
-    e.add_argument("--cross-split", default="test", help="its split: test (default; every row when it has no "
-                                                          "test rows) | val | train | all")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.set_defaults(func=_cli_evaluate)

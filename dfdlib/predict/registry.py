@@ -149,10 +149,11 @@ def best_model(sequence_length: int, models_dir: str | Path = "models", include_
     Takes a sequence length and a folder; returns the file's Path. Raises FileNotFoundError naming the
     sequence lengths that are available when none matches.
     """
-    return _pick_best(list_models(models_dir), sequence_length, models_dir, include_legacy)
+    return pick_best(list_models(models_dir), sequence_length, models_dir, include_legacy)
 
 
-def _pick_best(df: pd.DataFrame, sequence_length: int, models_dir, include_legacy: bool = True) -> Path:
+def pick_best(df: pd.DataFrame, sequence_length: int, models_dir, include_legacy: bool = True) -> Path:
+    """best_model on a list_models table `df` already read (from `models_dir`, named in the error)."""
     ok = df[df["error"].isna()]
     if not include_legacy:
         ok = ok[~ok["legacy"].astype(bool)]
@@ -168,35 +169,3 @@ def _pick_best(df: pd.DataFrame, sequence_length: int, models_dir, include_legac
     match = match.assign(_created=match["created"].fillna("").astype(str))
     match = match.sort_values(["accuracy", "_created"], ascending=[False, False], na_position="last")
     return Path(match.iloc[0]["path"])
-
-
-def _cli_models(args) -> int:
-    df = list_models(args.dir, include_previous=args.all)
-    aside = df.attrs.get("previous", 0)
-    note = (f"{aside} model file(s) of earlier runs in {PREVIOUS}/ folders are not listed nor picked "
-            "(--all lists them)") if aside else ""
-    if df.empty:
-        print(f"no model files in {args.dir}/ (expected *.pt / *.pth)" + (f"; {note}" if note else ""))
-        return 0
-    if args.json:
-        print(df.to_json(orient="records", indent=2))
-        return 0
-    show = df.drop(columns=["path"]).copy()
-    show["accuracy"] = show["accuracy"].map(lambda a: "" if pd.isna(a) else f"{a:.1f}%")
-    show = show.astype(object).where(show.notna(), "")
-    print(show.to_string(index=False))
-    picks = list_models(args.dir) if args.all else df  # an earlier run's file is listed, never picked
-    for seq in sorted({int(s) for s in picks.loc[picks["error"].isna(), "sequence_length"].dropna()}):
-        print(f"best for {seq:>3} frames: {_pick_best(picks, seq, args.dir).relative_to(args.dir)}")
-    if note:
-        print(note)
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register `dfd models [--dir models] [--json]`."""
-    p = subparsers.add_parser("models", help="list model files and the best one per sequence length")
-    p.add_argument("--dir", default="models", help="model folder (default: models)")
-    p.add_argument("--json", action="store_true", help="print JSON records")
-    p.add_argument("--all", action="store_true", help=f"also list earlier runs' files in {PREVIOUS}/ folders")
-    p.set_defaults(func=_cli_models)

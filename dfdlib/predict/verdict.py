@@ -20,11 +20,10 @@ import numpy as np
 import pandas as pd
 
 from dfdlib.metrics import verdict_confidence
-from dfdlib.predict.ensemble import Ensemble, as_model, members_of, sequence_length_of, threshold_of
+from dfdlib.predict.ensemble import as_model, members_of, sequence_length_of, threshold_of
 from dfdlib.predict.explain import grad_cam, save_cam_overlays
-from dfdlib.predict.registry import best_model
 from dfdlib.preprocess.config import PreprocessConfig
-from dfdlib.preprocess.faces import extract_faces, frames_needed
+from dfdlib.preprocess.faces import default_detector, extract_faces, frames_needed
 from dfdlib.utils import ensure_writable, strict, write_csv
 from dfdlib.video import (  # the same files the preprocess stage treats as videos
     VIDEO_EXTENSIONS,
@@ -33,7 +32,6 @@ from dfdlib.video import (  # the same files the preprocess stage treats as vide
     probe_video,
 )
 
-MODEL_EXTENSIONS = (".pt", ".pth")
 SCORED_FACES = 3  # people scored per video unless the call (or the model's preprocessing) says otherwise
 # A person seen in at least this many sampled frames gets a score (fewer when fewer frames are sampled),
 # however briefly the edit shows them: a verdict whenever a face is visible. A face seen in fewer frames
@@ -70,8 +68,6 @@ def _detector(detector=None, backend: str = "auto"):
     loaded crashes the process with a segfault (tensorflow-cpu 2.21 + torch 2.14 here).
     """
     import torchvision  # noqa: F401
-
-    from dfdlib.preprocess.faces import default_detector
 
     return detector or default_detector(backend)
 
@@ -313,87 +309,3 @@ def predict_folder(model, folder, out_csv=None, recursive: bool = True, progress
     if out_csv is not None:
         write_csv(df, out_csv)
     return df
-
-
-# --- CLI -----------------------------------------------------------------------------------------
-
-def _cli_predict(args) -> int:
-    models = [p for p in args.paths if Path(p).suffix.lower() in MODEL_EXTENSIONS] + args.model
-    inputs = [p for p in args.paths if Path(p).suffix.lower() not in MODEL_EXTENSIONS] + args.video
-    if not inputs:
-        raise ValueError("no video given: dfd predict MODEL.pt VIDEO [VIDEO ...] (or --video PATH)")
-    if not models:
-        if not args.sequence_length:
-            raise ValueError("no model file (.pt/.pth) given; pass one, or --sequence-length N to use the best "
-                             f"model for N frames in {args.models_dir}/")
-
-        models = [str(best_model(args.sequence_length, args.models_dir))]
-        print(f"model: {models[0]} (best for {args.sequence_length} frames in {args.models_dir}/)")
-    videos, names = [], []
-    for item in inputs:
-        # A folder gives its videos; anything else is predicted as given, so a bad path gets its own row.
-        found = find_videos(item) if Path(item).is_dir() else [Path(item)]
-        if not found:
-            print(f"warning: no video files in {item}")
-        videos += found
-        names += [str(v) for v in found]
-    if not videos:
-        raise FileNotFoundError(f"no video files found in {', '.join(inputs)}")
-    if args.out:
-
-        ensure_writable(Path(args.out).parent, "folder of the predictions CSV (--out)")
-    model = as_model(models if len(models) > 1 else models[0], args.device)
-    if args.explain and isinstance(model, Ensemble):
-        print("note: Grad-CAM maps are computed for the first ensemble member")
-    df = predict_many(model, videos, names, args.sequence_length, args.threshold, not args.no_progress,
-                      args.explain, args.device, args.max_faces, args.min_face_frames)
-    for r in df.itertuples():
-        if r.status == "ok":
-            print(f"{r.label:<5} {100 * r.confidence:5.1f}% sure  prob_fake={r.prob_fake:.3f} "
-                  f"(threshold {r.threshold:.3f})  "
-                  f"{r.frames_used}-frame clip, faces found in {r.faces_found} sampled frames  {r.video}")
-            if r.n_faces > 1:
-                print("      " + "; ".join(f"face {f['face']}: prob_fake={f['prob_fake']:.3f} "
-                                           f"(seen in {f['frames']} frames)" for f in json.loads(r.faces)))
-        else:
-            print(f"{'-':<5} {'':>6}  {r.status}: {r.reason}")
-    if args.out:
-        write_csv(df, args.out)
-        print(f"predictions written to {args.out}")
-    if args.explain:
-        print(f"Grad-CAM overlays written to {args.explain}/")
-    return _summary(df)
-
-
-def _summary(df: pd.DataFrame) -> int:
-    """One closing line (printed whatever --no-progress says) and the exit status: 1 if a video got no verdict."""
-    ok = df["status"] == "ok"
-    labels = ", ".join(f"{n} {k}" for k, n in df.loc[ok, "label"].value_counts().sort_index().items())
-    missing = ", ".join(f"{n} {k}" for k, n in df.loc[~ok, "status"].value_counts().items())
-    print(f"predict: {len(df)} video(s): {ok.sum()} verdict(s)" + (f" ({labels})" if labels else "")
-          + (f"; {(~ok).sum()} without a verdict ({missing}); exit status 1" if missing else ""))
-    return 0 if ok.all() else 1
-
-
-def add_cli(subparsers) -> None:
-    """Register `dfd predict MODEL [MODEL ...] VIDEO ...` (`dfd evaluate` is registered by evaluate.py)."""
-    p = subparsers.add_parser("predict", help="REAL/FAKE verdicts for videos (several models = ensemble)",
-                              epilog="Exit status: 0 when every video got a verdict, 1 when one did not (no face, "
-                                     "unreadable, ...: see its line) or on an error.")
-    p.add_argument("paths", nargs="*", metavar="MODEL_OR_VIDEO",
-                   help="model files (.pt/.pth; several = ensemble) and videos or folders of videos")
-    p.add_argument("--model", action="append", default=[], help="a model file whatever its name (repeatable)")
-    p.add_argument("--video", action="append", default=[], help="a video or folder whatever its name (repeatable)")
-    p.add_argument("--out", help="write the predictions CSV here")
-    p.add_argument("--explain", metavar="DIR", help="write Grad-CAM overlays of each video's top frames to DIR")
-    p.add_argument("--threshold", type=float, help="prob_fake >= threshold → FAKE (default: the model file's)")
-    p.add_argument("--sequence-length", type=int, help="frames per clip (default: the model's)")
-    p.add_argument("--max-faces", type=int, help=f"people scored per video (default {SCORED_FACES}); the verdict "
-                                                 "is the most-fake face's")
-    p.add_argument("--min-face-frames", type=int, default=MIN_FACE_FRAMES,
-                   help="a person seen in at least this many sampled frames is scored (default %(default)s; "
-                        "a face seen in fewer frames than training asked for is scored on those frames)")
-    p.add_argument("--models-dir", default="models", help="registry used when no model file is given")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cli_predict)

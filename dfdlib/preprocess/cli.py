@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 
-from dfdlib.config import add_dataclass_args
+from dfdlib.config import add_dataclass_args, config_help
 from dfdlib.datasets.layouts import LAYOUTS
 from dfdlib.preprocess.config import PreprocessConfig
 from dfdlib.preprocess.run import preprocess_dataset
@@ -32,7 +31,7 @@ def add_cli(subparsers) -> None:
                         "ray://HOST:10001 joins a cluster (every node needs dfdlib and the same SRC/OUT paths); "
                         "put it after SRC OUT or write --ray=ADDRESS")
     p.add_argument("--overwrite", action="store_true", help="redo videos that are already done")
-    p.add_argument("--layout", default=None, choices=_layout_names(),
+    p.add_argument("--layout", default=None, choices=list(LAYOUTS),
                    help="dataset layout (default: detected from the folder tree)")
     p.add_argument("--split-file", default=None, metavar="PATH",
                    help="official split: FF++ train/val/test.json (or their folder), Celeb-DF "
@@ -51,13 +50,8 @@ def add_cli(subparsers) -> None:
     m.set_defaults(func=_merge_cli)
 
 
-def _layout_names() -> list[str]:
-
-    return list(LAYOUTS)  # the layout scanners are imported only when `dfd preprocess` parses its flags
-
-
 def _cli(args: argparse.Namespace) -> int:
-    cfg = PreprocessConfig(**{f.name: getattr(args, f.name) for f in fields(PreprocessConfig) if hasattr(args, f.name)})
+    cfg = PreprocessConfig(**{k: v for k, v in vars(args).items() if k in config_help(PreprocessConfig)})
     report = preprocess_dataset(args.src, args.out, cfg, workers=args.workers, shard=args.shard,
                                 overwrite=args.overwrite, progress=not args.no_progress, layout=args.layout,
                                 split_file=args.split_file, ray=args.ray, summary=True)
@@ -73,7 +67,6 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def _merge_cli(args: argparse.Namespace) -> int:
-
     res = merge_shard_reports(args.out, src=args.src, shards=args.shards, allow_missing=args.allow_missing)
     print_merge(res)
     return 0 if res.complete else 1

@@ -1,14 +1,13 @@
 """Stage 1's settings: one dataclass for sampling, detection, tracking and cropping, read by faces.py (one
 video) and run.py (a dataset). Each field's help is its metadata (`config.option`): `dfd preprocess`
-flags and the docs read it there, nothing repeats it."""
+flags and the docs read it there, nothing repeats it. Values are checked once, when a config is made (as
+TrainConfig's): a config that exists is valid, and callers change one with `dataclasses.replace`."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from dfdlib.config import config_help, option
-
-__all__ = ["DETECTOR_BACKENDS", "PreprocessConfig", "config_help"]
+from dfdlib.config import check_choices, config_from_dict, option
+from dfdlib.video import SAMPLING
 
 DETECTOR_BACKENDS = ("auto", "torch", "tf")  # faces.detector_backend says what each one runs
 
@@ -18,7 +17,7 @@ class PreprocessConfig:
     frames: int = option(20, "frames sampled per video (10-100 typical); each ok video gives exactly this many "
                               "crops")
     sampling: str = option("even", "'even': spread over the whole video; 'first': the first N frames (original "
-                                   "notebooks)", ("even", "first"))
+                                   "notebooks)", SAMPLING)
     size: int = option(224, "side in px of the saved square face crop (the original project used 112)")
     margin: float = option(0.3, "context added on each side of the face box, as a fraction of its longer side")
     min_confidence: float = option(0.9, "MTCNN detections below this confidence are ignored")
@@ -55,17 +54,10 @@ class PreprocessConfig:
     replace_blank: bool = option(True, "a sampled frame with no usable picture (black or flat: fades, blank titles; "
                                        "heavy motion blur) is replaced by the nearest usable frame before detection")
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> PreprocessConfig:
-        """Rebuild from `asdict(config)` (e.g. a model file's meta["preprocess"]); unknown keys are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in names})
-
-    def validate(self) -> PreprocessConfig:
-        """Raise ValueError naming the first bad field; returns self."""
+    def __post_init__(self):
+        check_choices(self)  # sampling, crop, detector
         checks = [
             (self.frames >= 1, "frames must be >= 1"),
-            (self.sampling in ("even", "first"), f"sampling must be 'even' or 'first', not {self.sampling!r}"),
             (self.size >= 8, "size must be >= 8 px"),
             (0 <= self.margin <= 2, "margin must be between 0 and 2 (fraction of the face box per side)"),
             (0 <= self.min_confidence <= 1, "min_confidence must be between 0 and 1"),
@@ -77,11 +69,15 @@ class PreprocessConfig:
             (self.reacquire >= 0, "reacquire must be >= 0 (above 1 turns re-acquisition after cuts off)"),
             (self.max_faces >= 1, "max_faces must be >= 1"),
             (self.keyframes >= 1, "keyframes must be >= 1 (1: detect on every sampled frame)"),
-            (self.crop in ("square", "stretch"), f"crop must be 'square' or 'stretch', not {self.crop!r}"),
-            (self.detector in DETECTOR_BACKENDS,
-             f"detector must be one of {', '.join(DETECTOR_BACKENDS)}, not {self.detector!r}"),
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"PreprocessConfig: {msg}")
-        return self
+                raise ValueError(f"PreprocessConfig.{msg}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> PreprocessConfig:
+        """Rebuild from `asdict(config)` (e.g. a model file's meta["preprocess"]); None gives the defaults.
+
+        Raises ValueError naming an unknown key (a typo, or a field of a newer dfdlib: its crops would differ).
+        """
+        return config_from_dict(cls, d)

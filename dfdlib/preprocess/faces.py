@@ -19,14 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dfdlib import __version__
 from dfdlib.boxes import square_box
 from dfdlib.preprocess.config import PreprocessConfig
-from dfdlib.preprocess.detector import (  # noqa: F401
-    FaceDetector,
-    default_detector,
-    detector_backend,
-    hide_gpus_from_tensorflow,
-)
+from dfdlib.preprocess.detector import FaceDetector, default_detector, detector_backend
 from dfdlib.preprocess.keyframes import detect_sparse
 from dfdlib.preprocess.tracks import (
     appearance,
@@ -81,8 +77,6 @@ class FaceResult:
         """The faces.json content of face `face` (0: the main face): source, video properties, per-frame
         boxes/confidences/filled, the detection resolution, settings."""
         from importlib import metadata
-
-        from dfdlib import __version__
 
         try:
             mtcnn_version = metadata.version("mtcnn")
@@ -246,7 +240,7 @@ def extract_faces(video_path: str | os.PathLike, config: PreprocessConfig | None
     import cv2
 
     t0 = time.perf_counter()
-    cfg = (config or PreprocessConfig()).validate()
+    cfg = config or PreprocessConfig()
     path = Path(video_path)
     res = FaceResult(status="unreadable", config=cfg, source=str(video_path))
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from dfdlib.datasets.layouts import find_samples, layout_report, samples_frame
 from dfdlib.preprocess.config import PreprocessConfig
+from dfdlib.preprocess.faces import default_detector, extract_faces
 from dfdlib.preprocess.on_ray import run_on_ray
 from dfdlib.preprocess.report import ERRORS_LOG, REPORT_COLUMNS, print_summary, sort_report, write_errors
 from dfdlib.preprocess.reuse import link_originals, reuse_or_none
@@ -155,8 +156,6 @@ def _write_sample(folder: Path, crops: list, manifest: dict, quality: int) -> No
 
 def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = False) -> dict:
     """Extract and save one video's faces; returns its report row. Never raises for a bad video."""
-    from dfdlib.preprocess.faces import default_detector, extract_faces
-
     t0 = time.perf_counter()
     cfg = PreprocessConfig.from_dict(cfg_dict)
     dest = Path(out) / task.label / task.name
@@ -301,7 +300,7 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     import pandas as pd
     from tqdm.auto import tqdm
 
-    cfg = (config or PreprocessConfig()).validate()
+    cfg = config or PreprocessConfig()
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     shard = parse_shard(shard)
@@ -328,8 +327,6 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
     done_rows = [fn(t) for t, f in zip(tasks, finished, strict=True) if f]  # cheap: reads faces.json only
     workers = min(int(workers), max(1, len(todo)))
     if todo and workers == 1 and not ray:
-        from dfdlib.preprocess.faces import default_detector
-
         default_detector(cfg.detector)  # build MTCNN before the clock of the first video starts
     try:
         if ray:

@@ -5,11 +5,13 @@ only decide whether a step's output already exists (each stage is resumable anyw
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dfdlib.config import check_choices, config_choices, config_help, option
 from dfdlib.labels.io import read_labels
 from dfdlib.labels.metadata import from_folders
 from dfdlib.predict.evaluate import evaluate_model
@@ -20,18 +22,25 @@ from dfdlib.sample.dataset import SampleConfig, make_sample_dataset
 from dfdlib.training.loop import TrainConfig, train
 from dfdlib.utils import atomic_write, write_csv
 
+_TRAIN_HELP = config_help(TrainConfig)
+
 
 @dataclass
 class DemoConfig:
-    data: str = "data/sample"                  # sample videos (<data>/real, <data>/fake), generated if absent
-    processed: str = "data/sample_processed"   # face crops written by the preprocess stage
-    labels: str = "labels/sample_labels.csv"   # labels CSV with a saved 70/15/15 split
-    out: str = "runs/demo"                     # run folder: model file, metrics, plots, predictions
-    smoke: bool = False                        # tiny sizes for CI / notebook smoke runs (seconds, not minutes)
-    seed: int = 0                              # one seed for data generation, split and training
-    device: str = "auto"                       # "auto" uses a GPU when there is one
-    fakes: str = "none"                        # TrainConfig.fakes: "self-blend" trains on the real videos
-                                               # + their self-blends (val/test keep the sample's fakes)
+    """Settings of `run_demo` and `dfd demo`; each field's help is in its metadata (`dfdlib.config.config_help`)."""
+
+    data: str = option("data/sample", "sample videos (<data>/real, <data>/fake), generated if absent")
+    processed: str = option("data/sample_processed", "face crops written by the preprocess stage")
+    labels: str = option("labels/sample_labels.csv", "labels CSV with a saved 70/15/15 split")
+    out: str = option("runs/demo", "run folder: model file, metrics, plots, predictions")
+    smoke: bool = option(False, "tiny sizes for CI and notebook smoke runs (seconds, not minutes)")
+    seed: int = option(0, "one seed for data generation, split and training")
+    device: str = option("auto", _TRAIN_HELP["device"])
+    fakes: str = option("none", f"{_TRAIN_HELP['fakes']}; val/test keep the sample's fakes",
+                        config_choices(TrainConfig)["fakes"])
+
+    def __post_init__(self):
+        check_choices(self)
 
 
 # Sizes for the full demo (≤ 10 min on 2 CPU cores) and the smoke run (CI, notebooks under nbval).
@@ -114,9 +123,7 @@ def run_demo(config: DemoConfig | None = None, **overrides) -> dict:
     """
     from dfdlib.model import load_model
 
-    cfg = config or DemoConfig()
-    for k, v in overrides.items():
-        setattr(cfg, k, v)
+    cfg = dataclasses.replace(config or DemoConfig(), **overrides)
     out = Path(cfg.out)
     t0 = time.time()
     steps = {}
@@ -180,51 +187,3 @@ def print_summary(summary: dict, out: Path) -> None:
     print(f"  training curves : {out / 'plots'}/")
     print(f"  predictions     : {summary['predictions_csv']} ({summary['predicted_correctly']}/"
           f"{summary['n_predicted']} held-out test videos right)")
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="run the whole pipeline on the embedded sample set")
-    for field, default in DemoConfig().__dict__.items():
-        if isinstance(default, bool):
-            p.add_argument(f"--{field}", action="store_true", help=f"(default: {default})")
-        else:
-            p.add_argument(f"--{field}", default=default, help=f"(default: {default})")
-    p.set_defaults(func=lambda a: _cli(a))
-
-
-def _cli(args) -> int:
-    cfg = DemoConfig(**{k: getattr(args, k) for k in DemoConfig().__dict__})
-    cfg.seed = int(cfg.seed)
-    run_demo(cfg)
-    return 0
-
-
-def must_make(path, make_inputs: bool, what: str, how: str) -> bool:
-    """Whether a notebook should build its missing input `path` from the sample set. False when `path`
-    exists; True when it is missing and `make_inputs` is on (the default only in smoke/CI runs); otherwise
-    FileNotFoundError saying how to make it (`how`) or how to opt in to the synthetic sample instead."""
-    if Path(path).exists():
-        return False
-    if make_inputs:
-        print(f"{what} {path} is missing: building it from the generated sample set (make_inputs=True)")
-        return True
-    raise FileNotFoundError(f"{what} {path} does not exist: {how}. Or set make_inputs=True to build it from "
-                            "the generated sample set (synthetic videos: only for trying the notebook out)")
-
-
-def smoke_mode(smoke: bool) -> bool:
-    """A notebook's smoke flag: its parameter, or the environment (DFD_SMOKE, or CI as set by CI services)."""
-    import os
-
-    return bool(smoke or os.environ.get("DFD_SMOKE") or os.environ.get("CI"))
-
-
-def notebook_root(project_root: str, colab_root: str = "", smoke: bool = False) -> Path:
-    """Where a notebook's relative paths start: the repository root, on Colab `colab_root` (on Drive, so a
-    disconnect keeps the files); a smoke run keeps its files under runs/smoke/ there. Prints it."""
-    import sys
-
-    on_colab = "google.colab" in sys.modules
-    root = Path(colab_root if on_colab and colab_root else project_root).resolve() / ("runs/smoke" if smoke else "")
-    print(f"root  : {root}" + (" (on Google Drive: kept after a disconnect)" if "/drive/" in str(root) else ""))
-    return root

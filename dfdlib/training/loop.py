@@ -30,6 +30,7 @@ from dfdlib.training import setup as ts
 from dfdlib.training.amp import choose_amp
 from dfdlib.training.setup import gather
 from dfdlib.utils import ensure_writable, seed_everything
+from dfdlib.video import SAMPLING
 
 LR_PRETRAINED, LR_SCRATCH = 1e-4, 1e-3  # the default peak learning rate: fine-tuning vs a backbone from scratch
 
@@ -72,7 +73,7 @@ class TrainConfig:
     bidirectional: bool = option(False, "bidirectional LSTM")
     dropout: float = option(0.4, "dropout before the classifier")
     image_size: int = option(224, "crops are resized to image_size x image_size")
-    sampling: str = option("even", "which frames form a clip: 'even' spread or the 'first' N", ("even", "first"))
+    sampling: str = option("even", "which frames form a clip: 'even' spread or the 'first' N", SAMPLING)
     augment: bool = option(True, "train-time augmentation (flip, crop, jitter, rotation, JPEG/blur), same for all "
                            "frames of a clip")
     augment_on: str = option("auto", "where augmentation runs: 'device' (the training device, batched; workers "

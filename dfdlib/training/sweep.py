@@ -9,7 +9,6 @@ A failed run is recorded with its error and the sweep goes on; a finished run is
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import itertools
 import json
@@ -247,41 +246,3 @@ def run_sweep(notebook: str | os.PathLike, grid: dict[str, list], out: str | os.
     df = _write_results(rows, out, list(grid))
     log(f"[sweep] results: {out / RESULTS_CSV} and {out / RESULTS_MD}; executed notebooks in {out}/")
     return df
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser(
-        "sweep", help="run a notebook over a parameter grid (papermill) and tabulate the metrics",
-        description="Example: dfd sweep notebooks/Model_and_train_csv.ipynb -p sequence_length 10,20,40 "
-                    "-p learning_rate 1e-4,3e-4 --name seq_lr --smoke",
-    )
-    p.add_argument("notebook", help="the notebook to run (its cell tagged 'parameters' declares the names)")
-    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "V1,V2"),
-                   help="a grid parameter and its comma-separated values (repeat for more parameters)")
-    p.add_argument("-s", "--set", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="a parameter fixed for every run")
-    p.add_argument("--name", default=None, help="sweep name (default: <notebook>-<parameters>)")
-    p.add_argument("--out", default=None, help="sweep folder (default: runs/sweep/<name>)")
-    p.add_argument("--smoke", action="store_true", help="pass smoke=True: tiny sizes, for a quick check")
-    p.add_argument("--overwrite", action="store_true", help="rerun runs that already finished")
-    p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
-    p.add_argument("--list", action="store_true", help="list the notebook's parameters and exit")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args: argparse.Namespace) -> int:
-    declared = notebook_parameters(args.notebook)
-    if args.list:
-        for k, v in declared.items():
-            print(f"{k:>22}: {v['type']:<6} = {v['default']:<26} {v['help']}")
-        return 0
-    if not args.param:
-        raise ValueError("give at least one grid parameter: -p NAME V1,V2 (see --list for the names)")
-    grid = parse_grid_args(args.param, declared)
-    base = {k: parse_value(v, declared.get(k, {}).get("type", "None")) for k, v in args.set}
-    if args.smoke:
-        base["smoke"] = True
-    df = run_sweep(args.notebook, grid, out=args.out, base_params=base, name=args.name,
-                   overwrite=args.overwrite, kernel_name=args.kernel)
-    print(markdown_table(summary_view(df, list(grid))))
-    return 0 if df["status"].isin(["ok", "skipped_done"]).all() else 1
