@@ -40,6 +40,8 @@ except ImportError:  # Windows: no in-use locks; eviction then relies on the LRU
 MIN_FREE = 1 << 30  # keep this much disk free beyond the store itself (bytes)
 DEFAULT_MAX_GB = 50.0  # all stores under one folder together; $DFD_CLIP_STORE_MAX_GB overrides it
 
+CACHE_MODES = ("disk", "ram", "off")  # how a FaceSequenceDataset keeps decoded clips (TrainConfig.cache)
+
 
 def default_dir() -> Path:
     """`$DFD_CLIP_STORE`, else `$XDG_CACHE_HOME/dfdlib/clips`, else `~/.cache/dfdlib/clips` (local disk on Colab,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dfdlib.clipstore import open_store
+from dfdlib.clipstore import CACHE_MODES, open_store
 from dfdlib.utils import check_processed_root, frame_files, parse_label
 from dfdlib.video import SAMPLING, sample_indices
 
@@ -332,7 +332,7 @@ class FaceSequenceDataset(Dataset):
             transform = clip_transforms(image_size).eval if image_size else _normalise_only()
         self.transform = transform
         self.cache = {True: "ram", False: "off", None: "off"}.get(cache, cache)
-        if self.cache not in ("disk", "ram", "off"):
+        if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be 'disk', 'ram' or 'off', got {cache!r}")
         self._cache: dict[int, torch.Tensor] = {}
         self.store_size, self.store = (int(store_size or image_size or 0) or None), None

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from dfdlib import cli
 from dfdlib.labels.io import LabelsError, read_labels, validate_labels, write_labels
 from dfdlib.labels.metadata import from_dfdc_metadata, from_folders, from_gobal_metadata
-from dfdlib.labels.splits import split_labels, split_summary
+from dfdlib.labels.schema import split_summary
+from dfdlib.labels.splits import split_labels
 
 
 def make_folders(root: Path, folders: dict[str, int]) -> Path:

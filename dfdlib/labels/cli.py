@@ -6,11 +6,12 @@ import argparse
 import sys
 import warnings
 
-from dfdlib.labels.io import LabelsError, validate_labels
+from dfdlib.labels.io import SHORT, LabelsError, validate_labels
 from dfdlib.labels.metadata import from_dfdc_metadata, from_gobal_metadata
-from dfdlib.labels.schema import DEFAULT_GLOBS
+from dfdlib.labels.originals import UNCHANGED
+from dfdlib.labels.schema import DEFAULT_GLOBS, split_summary
 from dfdlib.labels.sources import dataset_groups, is_frames_dataset, make_labels
-from dfdlib.labels.splits import check_ratios, split_summary
+from dfdlib.labels.splits import check_ratios
 
 
 def _create(args):
@@ -92,12 +93,12 @@ def add_cli(subparsers) -> None:
                      help="PROCESSED is a face-frame dataset (real|fake/**/<video>/0001.png …, faces already "
                           "cropped): check every folder, label the usable ones (detected when not given)")
     src.add_argument("--check", metavar="LABELS_CSV", help="validate LABELS_CSV against PROCESSED instead")
-    p.add_argument("--unchanged-faces", choices=("drop", "real", "keep"), default="drop",
+    p.add_argument("--unchanged-faces", choices=UNCHANGED, default="drop",
                    help="faces of a fake (max_faces > 1) that equal its original: left out (default), labelled "
                         "real, or kept as fake without comparing")
     p.add_argument("--min-frames", type=int, default=1, help="with --frames-dataset: fewer frames = unusable")
     p.add_argument("--sequence-length", type=int, default=None, help="with --check: frames each folder needs")
-    p.add_argument("--short", choices=("error", "drop", "pad"), default="error",
+    p.add_argument("--short", choices=SHORT, default="error",
                    help="with --check: folders with too few frames are an error, dropped or padded")
     p.add_argument("--require-split", action="store_true", help="with --check: every row needs a split")
     p.set_defaults(func=_cmd_labels)

@@ -42,6 +42,8 @@ from dfdlib.utils import (
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports this module
     import pandas as pd
 
+SHORT = ("error", "drop", "pad")  # what validate_labels does with folders of too few frames
+
 
 def _frames(folder: Path) -> tuple[int, int | None]:
     """(number of frame images in `folder`, first missing index if a dfdlib folder is not numbered 0..N-1).
@@ -178,8 +180,8 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
     column that is used: no empty split cell, train and val rows (no split column at all: training makes
     one). Raises LabelsError listing every bad row at once; FileNotFoundError for a missing CSV or root.
     """
-    if short not in ("error", "drop", "pad"):
-        raise ValueError(f"short must be 'error', 'drop' or 'pad', got {short!r}")
+    if short not in SHORT:
+        raise ValueError(f"short must be one of {', '.join(SHORT)}, got {short!r}")
     root = check_processed_root(processed_root)
     df, lines, source = _as_frame(labels)
     missing = [c for c in ("filename", "label") if c not in df.columns]

@@ -20,9 +20,6 @@ import numpy as np
 from dfdlib.utils import UnionFind, cell, frame_number, parse_label
 from dfdlib.video import VIDEO_EXTENSIONS
 
-__all__ = ["COLUMNS", "SPLITS", "VIDEO_EXTENSIONS", "LabelsError", "group_ids", "split_summary", "find_leaks",
-           "warn_imbalance"]
-
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports the labels stage
     import pandas as pd
 

@@ -23,9 +23,6 @@ from dfdlib.labels.schema import (
 )
 from dfdlib.utils import cell, parse_label
 
-__all__ = ["check_ratios", "split_labels", "split_official", "finish_labels", "split_summary", "find_leaks",
-           "warn_imbalance"]
-
 if TYPE_CHECKING:  # pandas is imported lazily: `dfd --help` imports the labels stage
     import pandas as pd
 

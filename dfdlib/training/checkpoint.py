@@ -20,6 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfdlib import __version__
+from dfdlib.metrics import compute_metrics, format_metrics_table, plot_confusion, plot_history, plot_roc
+from dfdlib.model import save_model
+from dfdlib.training.setup import gather
 from dfdlib.utils import atomic_write, write_csv
 
 LAST_FORMAT = "dfdlib-last/1"
@@ -143,14 +147,11 @@ def best_model_name(sequence_length: int, accuracy: float) -> str:
 def save_best(run_dir: Path, model, cfg, metrics: dict, threshold: float, preprocess: dict | None) -> str:
     """Write the best model file (atomically; the previous best stays until last.pt no longer names it).
     Returns its path as str."""
-    import dfdlib
-    from dfdlib.model import save_model
-
     path = run_dir / best_model_name(cfg.sequence_length, metrics["accuracy"])
     meta = {"model": model.config(), "sequence_length": cfg.sequence_length, "image_size": cfg.image_size,
             "sampling": cfg.sampling, "preprocess": preprocess, "class_names": ["REAL", "FAKE"],
             "threshold": float(threshold), "metrics": metrics, "train": cfg.to_dict(),
-            "dfdlib_version": dfdlib.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "dfdlib_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     save_model(path, model, meta)
     return str(path)
 
@@ -226,7 +227,6 @@ def end_epoch(run_dir: Path, epoch: int, new_best: dict | None, *, best: dict | 
     The order keeps a resumable folder at every crash point: 1. the new best model file, beside the old
     one; 2. last.pt naming it, with the old one as `replaced` (if this write fails, the new file goes);
     3. history.csv, then the old best model file is deleted."""
-    from dfdlib.training.setup import gather
 
     replaced = None
     if new_best is not None:
@@ -252,7 +252,6 @@ def end_epoch(run_dir: Path, epoch: int, new_best: dict | None, *, best: dict | 
 def write_report(run_dir: Path, history, best: dict, test: dict | None, y, p, monitor: str, log) -> None:
     """metrics.json (test at the chosen threshold, best validation metrics) and plots/ (curves, confusion, ROC),
     and the guide's final test summary in the log."""
-    from dfdlib.metrics import compute_metrics, format_metrics_table, plot_confusion, plot_history, plot_roc
 
     thr = float(best["threshold"])
     doc = {"test": test, "val": best["metrics"], "threshold": thr, "best_epoch": best["epoch"],

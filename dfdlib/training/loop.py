@@ -25,9 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dfdlib.config import check_choices, option
+from dfdlib.clipstore import CACHE_MODES
+from dfdlib.config import check_choices, config_from_dict, option
 from dfdlib.training import setup as ts
+from dfdlib.training.amp import MODES as AMP_MODES
 from dfdlib.training.amp import choose_amp
+from dfdlib.training.selfblend import FAKES
 from dfdlib.training.setup import gather
 from dfdlib.utils import ensure_writable, seed_everything
 from dfdlib.video import SAMPLING
@@ -56,8 +59,7 @@ class TrainConfig:
                           ("weighted", "sampler", "none"))
     grad_accum: int = option(1, "micro-batches per optimizer step (effective batch = batch*accum)")
     amp: str = option("auto", "'auto' = bf16 on GPUs with compute capability >= 8.0 and CPUs with AVX512-BF16/AMX, "
-                      "fp16 + GradScaler on older GPUs, else off; or 'bf16', 'fp16', 'off'",
-                      ("auto", "bf16", "fp16", "off"))
+                      "fp16 + GradScaler on older GPUs, else off; or 'bf16', 'fp16', 'off'", AMP_MODES)
     channels_last: bool = option(True, "NHWC convolutions on CUDA (faster with AMP); ignored on CPU")
     lr_schedule: str = option("cosine", "per-step schedule: 'cosine' (after warm-up), 'onecycle', 'none'",
                               ("cosine", "onecycle", "none"))
@@ -80,7 +82,7 @@ class TrainConfig:
                              "only decode), 'workers' (DataLoader workers, CPU), 'auto' = device on CUDA else "
                              "workers", ("auto", "device", "workers"))
     cache: str = option("disk", "decoded clips: 'disk' (one uint8 store at image_size, shared by all workers; "
-                        "memory does not grow with the data), 'ram' (a copy per worker), 'off'", ("disk", "ram", "off"))
+                        "memory does not grow with the data), 'ram' (a copy per worker), 'off'", CACHE_MODES)
     cache_dir: str | None = option(None, "clip store folder (none = $DFD_CLIP_STORE or ~/.cache/dfdlib/clips)")
     resume: bool = option(False, "continue from <out_dir>/last.pt (exactly, see dfdlib.training.loop)")
     deterministic: bool = option(False, "deterministic kernels (slower); exact-resume tests use it")
@@ -88,7 +90,7 @@ class TrainConfig:
     show_progress: bool = option(True, "tqdm bar per epoch")
     freeze_backbone_epochs: int = option(0, "train only LSTM + head for the first N epochs (small datasets)")
     fakes: str = option("none", "train-split fakes: 'none', 'self-blend' (real clips + their self-blends, "
-                        "dfdlib.training.selfblend), 'mixed' (the split's fakes too)", ("none", "self-blend", "mixed"))
+                        "dfdlib.training.selfblend), 'mixed' (the split's fakes too)", FAKES)
 
     def __post_init__(self):
         self.cache = {True: "disk", False: "off"}.get(self.cache, self.cache)  # configs saved before 'disk'
@@ -116,11 +118,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """Build from a dict (e.g. a model file's meta["train"]); unknown keys raise ValueError (typos)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> dict:
         """Plain dict (paths as str) for JSON, model metadata and last.pt."""
