@@ -5,10 +5,10 @@ frame (and the last) and interpolating the boxes in between loses little, where 
 face stage's cost. A gap between two keyframes is interpolated only when nothing suggests a change: the
 frames in between belong to the keyframes' shot (consecutive coarse layouts correlate, `video.layout`),
 and the faces at both ends pair up one to one with enough overlap. Each interpolated box is then moved
-onto its face: the face's picture at the nearer keyframe, matched (normalised cross-correlation) in a
-window around the box, so a head that moves away and back between two keyframes (a talking head) is
-followed, not averaged. Otherwise (a cut, a face that appeared, left, jumped, or cannot be matched) every
-frame of the gap is detected, as with `every=1`.
+onto its face: the face's pictures at both keyframes, matched (normalised cross-correlation) in a window
+around the box, must agree where it is, so a head that moves away and back between two keyframes (a
+talking head) is followed, not averaged. Otherwise (a cut, a face that appeared, left, jumped, turned, or
+cannot be matched) every frame of the gap is detected, as with `every=1`.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from dfdlib.video import SAME_SHOT, layout
 FOLLOW_IOU = 0.5     # faces at both ends of a gap pair up when their boxes overlap at least this much
 FOLLOW_MATCH = 0.5   # an in-between face is followed when its keyframe picture matches this well (normalised
                      # cross-correlation); else the gap is detected
+FOLLOW_AGREE = 0.05  # the two keyframes' matches must agree within this share of the face's size
 TEMPLATE_SIDE = 32   # the face is matched at most this many px across
 
 
@@ -70,6 +71,17 @@ def follow(key_grey: np.ndarray, key_box, grey_t: np.ndarray, box_t) -> tuple[fl
     dx = sx1 + fx * step_x - (tx1 + (kx1 - x1))
     dy = sy1 + fy * step_y - (ty1 + (ky1 - y1))
     return (dx if abs(dx) >= step_x else 0.0), (dy if abs(dy) >= step_y else 0.0)
+
+
+def agreed(ends: list, size: float) -> tuple[float, float] | None:
+    """The shift both keyframes' matches give (their mean) when they agree within FOLLOW_AGREE of the face's
+    size, else None: one of them lost the face, or matched something else (a turned head, a flat region)."""
+    if any(e is None for e in ends):
+        return None
+    (ax, ay), (bx, by) = ends
+    if max(abs(ax - bx), abs(ay - by)) > FOLLOW_AGREE * size:
+        return None
+    return (ax + bx) / 2, (ay + by) / 2
 
 
 def pair_up(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]] | None:
@@ -125,11 +137,14 @@ def detect_sparse(frames: list[np.ndarray], detect: Callable[[list], list[np.nda
             rows = [np.concatenate([(1 - w) * dets[a][i][:4] + w * dets[b][j][:4],
                                     [min(dets[a][i][4], dets[b][j][4])]]) for i, j in pairs]
             dets[t] = np.array(rows).reshape(len(rows), 5)
-        # each interpolated box moved onto its face, matched from the nearer keyframe's picture of it
-        shifts = {(t, f): follow(grey_of(k), dets[k][i if k == a else j][:4] * to_frame, grey_of(t),
-                                 dets[t][f][:4] * to_frame)
-                  for t in range(a + 1, b) for f, (i, j) in enumerate(pairs)
-                  for k in ((a if t - a <= b - t else b),)}
+        # each interpolated box moved onto its face, matched from both keyframes' pictures of it
+        shifts = {}
+        for t in range(a + 1, b):
+            for f, (i, j) in enumerate(pairs):
+                box = dets[t][f][:4] * to_frame
+                ends = [follow(grey_of(a), dets[a][i][:4] * to_frame, grey_of(t), box),
+                        follow(grey_of(b), dets[b][j][:4] * to_frame, grey_of(t), box)]
+                shifts[t, f] = agreed(ends, max(box[2] - box[0], box[3] - box[1]))
         if any(v is None for v in shifts.values()):
             redo += range(a + 1, b)
             continue
