@@ -204,10 +204,21 @@ def start_small(frames, detector, cfg: PreprocessConfig) -> list[int]:
 def _tracks(frames, detector: FaceDetector, side: int, cfg: PreprocessConfig, fx: float, fy: float, need: int):
     """Detections at one resolution (boxes at full resolution, above the thresholds; on keyframes only where
     the faces can be followed, keyframes.detect_sparse) linked into tracks, ranked (tracks.rank_tracks:
-    seen in >= `need` frames first, then by prominence). Returns (tracks, per frame whether detection ran)."""
+    seen in >= `need` frames first, then by prominence). Returns (tracks, per frame whether detection ran).
+    The frames are downscaled to `side` once, and detection, following and the tracks' looks all work on
+    that copy (a 1080p frame is 9x the pixels of its 480 px copy)."""
+    import cv2
+
+    kh, kw = frames[0].shape[:2]
+    s = min(1.0, side / max(kh, kw)) if side else 1.0
+    if s < 1.0:  # the size FaceDetector.detect would resize each frame to, so the boxes stay the same
+        size = (max(1, round(kw * s)), max(1, round(kh * s)))
+        frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
+        fx, fy = fx * kw / size[0], fy * kh / size[1]
+
     def detect(chunk):
         out = []
-        for d in detector.detect(chunk, side):
+        for d in detector.detect(chunk, 0):
             d = d * np.array([fx, fy, fx, fy, 1.0])
             keep = (d[:, 4] >= cfg.min_confidence) & (np.minimum(d[:, 2] - d[:, 0], d[:, 3] - d[:, 1])
                                                       >= cfg.min_face_size)

@@ -22,7 +22,7 @@ from dfdlib.video import SAME_SHOT, layout
 FOLLOW_IOU = 0.5     # faces at both ends of a gap pair up when their boxes overlap at least this much
 FOLLOW_MATCH = 0.5   # an in-between face is followed when its keyframe picture matches this well (normalised
                      # cross-correlation); else the gap is detected
-FOLLOW_AGREE = 0.05  # the two keyframes' matches must agree within this share of the face's size
+FOLLOW_AGREE = 0.08  # the two keyframes' matches must agree within this share of the face's size
 TEMPLATE_SIDE = 32   # the face is matched at most this many px across
 
 
