@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# GPU checks and benchmarks in one run (under 8 minutes on a T4/L4/A100/H100), results in benchmarks/results/gpu.md:
+# GPU checks and benchmarks in one run (under 10 minutes on a T4/L4/A100/H100), results in benchmarks/results/gpu.md:
 #   1. the CUDA tests (pytest -m gpu: fp16/bf16 + channels_last step, resume on CUDA, CUDA vs CPU prediction)
 #   2. training clips/s vs the original notebook loop on CUDA (goal >= 3x) with data_wait: benchmarks/train.py
 #   3. prediction latency on CUDA vs CPU: one 10 s video, warm model, face extraction + forward
 #   4. face detection (torch MTCNN) frames/s on CUDA vs the CPU, batched: benchmarks/detectors.py. No TensorFlow
 #      on GPU machines: the TF-CPU figures are in benchmarks/RESULTS.md (same frames, measured on a CPU box)
+#   5. a dataset's face stage on CUDA: preprocess_dataset with 1 worker vs 8 threads sharing one MTCNN, batched
+#      over their videos (dfdlib.preprocess.batching), videos/s and the same boxes
 # Usage: benchmarks/gpu.sh [python]   (default: .venv/bin/python, else python3). Exit status: 2 without a CUDA
 # GPU, 1 if a step failed (gpu.md still says which), 0 otherwise.
 set -uo pipefail
@@ -85,6 +87,45 @@ Path(sys.argv[1]).write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
 step detectors 150 "$PY" benchmarks/detectors.py --device cuda --no-tf --repeats 5 --out "$WORK/detectors.md"
+step dataset 200 "$PY" - "$WORK/dataset.md" <<'EOF'
+"""preprocess_dataset on CUDA: 1 worker (one video at a time) vs 8 threads whose detect() calls are batched."""
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dfdlib import SampleConfig, make_sample_dataset
+from dfdlib.preprocess.config import PreprocessConfig
+from dfdlib.preprocess.detector import default_detector
+from dfdlib.preprocess.run import preprocess_dataset
+
+work = Path(sys.argv[1]).parent
+N, SECONDS = 12, 8
+src = make_sample_dataset(work / "videos", SampleConfig(n_real=N, n_fake=0, seconds=SECONDS, width=1280, height=720,
+                                                        seed=5), progress=False)
+cfg = PreprocessConfig(frames=20, keyframes=1)  # every sampled frame detected: the detector's share is largest
+assert str(default_detector(cfg.detector).device).startswith("cuda")
+rows = []
+for workers in (1, 8, 1, 8):
+    out = work / f"out_{workers}_{len(rows)}"
+    t0 = time.perf_counter()
+    rep = preprocess_dataset(src, out, cfg, workers=workers, progress=False)
+    rows.append((workers, time.perf_counter() - t0, out))
+    assert (rep["status"] == "ok").all(), rep
+best = {w: min(t for k, t, _ in rows if k == w) for w in (1, 8)}
+diffs = []
+for f in rows[0][2].rglob("faces.json"):
+    a, b = (np.array(json.loads(p.read_text())["boxes"]) for p in (f, rows[1][2] / f.relative_to(rows[0][2])))
+    diffs.append(float(np.abs(a - b).max()))
+lines = ["| workers | how | s (best of 2) | videos/s | vs 1 worker |", "|---:|---|---:|---:|---:|"]
+for w, how in ((1, "one process, one video at a time"), (8, "8 threads, detection batched over their videos")):
+    lines.append(f"| {w} | {how} | {best[w]:.2f} | {N / best[w]:.2f} | {best[1] / best[w]:.2f}x |")
+lines.append(f"\nLargest box difference between the two runs: {max(diffs):.3f} px ({N} videos, 1280x720, {SECONDS} s).")
+Path(sys.argv[1]).write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
 
 {
     echo "# GPU checks and benchmarks (benchmarks/gpu.sh)"
@@ -113,6 +154,10 @@ step detectors 150 "$PY" benchmarks/detectors.py --device cuda --no-tf --repeats
     echo "## 4. Face detection, torch MTCNN on CUDA vs the CPU (same boxes; TF-CPU figures: benchmarks/RESULTS.md)"
     echo
     if [ -s "$WORK/detectors.md" ]; then sed '1,2d' "$WORK/detectors.md"; else echo '```'; tail -n 20 "$WORK/detectors.log"; echo '```'; fi
+    echo
+    echo "## 5. A dataset's face stage on CUDA: 1 worker vs 8 threads batched over videos"
+    echo
+    if [ -s "$WORK/dataset.md" ]; then cat "$WORK/dataset.md"; else echo '```'; tail -n 20 "$WORK/dataset.log"; echo '```'; fi
 } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 echo "wrote $OUT (status $status)"
 exit $status

@@ -23,7 +23,8 @@ def add_cli(subparsers) -> None:
                                "or a manifest CSV (path,label[,group][,method])")
     p.add_argument("out", help="output root for the face crops")
     add_dataclass_args(p, PreprocessConfig)  # one flag per field, help from the field metadata
-    p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each) (default: 1)")
+    p.add_argument("--workers", type=int, default=1, help="processes (one MTCNN and one core each); on a CUDA GPU, "
+                   "threads sharing one MTCNN, batched over their videos (default: 1)")
     p.add_argument("--shard", default=None, metavar="K/N", help="do only shard K of N (0-based), e.g. 0/4 "
                                                                "(default: none = every video)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",

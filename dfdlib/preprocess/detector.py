@@ -7,6 +7,7 @@ frames). TensorFlow is imported only when the "tf" backend is built. faces.py cr
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -164,3 +165,19 @@ def default_detector(backend: str = "auto", threads: int | None = None) -> FaceD
     if key not in _DETECTORS:
         _DETECTORS[key] = FaceDetector(threads=threads, backend=key[0])
     return _DETECTORS[key]
+
+
+@contextlib.contextmanager
+def detector_in_use(detector, backend: str = "auto", threads: int | None = None):
+    """While inside, default_detector(backend, threads) returns `detector` (e.g. a batching.BatchingDetector
+    that several threads share); the process-wide one is back afterwards."""
+    key = (detector_backend(backend), threads)
+    before = _DETECTORS.get(key)
+    _DETECTORS[key] = detector
+    try:
+        yield detector
+    finally:
+        if before is None:
+            _DETECTORS.pop(key, None)
+        else:
+            _DETECTORS[key] = before

@@ -3,7 +3,8 @@
 Each video's folder appears atomically (written to `.<name>.tmp-<pid>`, then renamed), so a rerun
 skips finished videos and an interrupted run (even kill -9) leaves nothing that counts as done.
 Videos are spread over `workers` processes (one MTCNN each, every library pinned to one thread,
-so N workers use N cores), over machines with `shard=(K, N)` (merged by preprocess_merge) or over a Ray
+so N workers use N cores; where MTCNN runs on a CUDA GPU, `workers` threads share it instead, its calls
+batched over their videos), over machines with `shard=(K, N)` (merged by preprocess_merge) or over a Ray
 cluster with `ray=` (preprocess_ray), all running process_video below.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dfdlib.datasets.layouts import find_samples, layout_report, samples_frame
+from dfdlib.preprocess.batching import shared_batching
 from dfdlib.preprocess.config import PreprocessConfig
 from dfdlib.preprocess.faces import default_detector, extract_faces
 from dfdlib.preprocess.on_ray import run_on_ray
@@ -253,6 +255,27 @@ def run_tasks(tasks: list, fn, workers: int = 1, on_row=None, initializer=_init_
     return [rows[i] for i in range(len(tasks))]
 
 
+def run_threads(tasks: list, fn, workers: int, on_row=None, backend: str = "auto") -> list[dict]:
+    """Run fn(task) -> row for every task in `workers` threads of this process that share one face detector,
+    its calls batched over videos (batching.py): the GPU path, one CUDA context and MTCNN for every video.
+    Returns rows in task order."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    rows: list = [None] * len(tasks)
+    with shared_batching(backend), ThreadPoolExecutor(workers, thread_name_prefix="dfdlib-video") as pool:
+        futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
+        for fut in as_completed(futures):
+            rows[futures[fut]] = row = fut.result()
+            if on_row:
+                on_row(row)
+    return rows
+
+
+def detects_on_gpu(cfg: PreprocessConfig) -> bool:
+    """Whether this run's face detector runs on a CUDA GPU (then workers are threads sharing it)."""
+    return str(getattr(default_detector(cfg.detector), "device", "")).startswith("cuda")
+
+
 def _pool_pass(tasks, order: list[int], fn, workers: int, record, initializer) -> bool:
     """Submit tasks[order] to a fresh pool; record finished rows. Returns True if the pool broke."""
     import multiprocessing as mp
@@ -333,6 +356,8 @@ def preprocess_dataset(src: str | os.PathLike, out: str | os.PathLike, config: P
 
             rows = run_on_ray(todo, fn, ray, on_row, initializer=_init_worker, crash_row=_crash_row,
                               actors=workers if workers > 1 else None)
+        elif workers > 1 and detects_on_gpu(cfg):  # one MTCNN on the GPU, batched over the threads' videos
+            rows = run_threads(todo, fn, workers, on_row, cfg.detector)
         else:
             rows = run_tasks(todo, fn, workers, on_row)
     finally:
