@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from dfdlib.blend import apply_blend_at, draw_blend
+from dfdlib.config import config_from_dict, option
 from dfdlib.sample import footage as fo
 from dfdlib.utils import atomic_write, clean_stale_temps
 
@@ -41,23 +42,25 @@ _PREFIX = {"self-blend": "fake", "swap": "swap"}
 
 @dataclass
 class SampleConfig:
-    n_real: int = 12                                # real videos, written to <out>/real
-    n_fake: int = 12                                # fake videos of each family in `fakes`, in <out>/fake
-    seconds: float = 3.0                            # duration of every video
-    fps: int = 25                                   # frame rate of every video
-    width: int = 640                                # frame width in pixels (even, as MPEG-4 needs)
-    height: int = 480                               # frame height in pixels (even)
-    seed: int = 0                                   # same seed + config → identical decoded frames
-    codec: str = "mp4v"                             # OpenCV fourcc; pip OpenCV has no H.264 ('avc1') encoder
-    face_height: tuple[float, float] = (0.32, 0.45)  # face box height / frame height, range over videos
-    noise: tuple[float, float] = (1.5, 5.0)         # sensor noise std in grey levels, range over videos
-    strength: float = 1.0                           # scales the self-blend artefacts; 0 makes them equal to reals
-    crop_px: int = 112                              # side of the face crops the detector sees (box + 30 %
-                                                    # margin per side); the resampling blur is sized for it
-    fakes: tuple[str, ...] = ("self-blend",)        # fake families: "self-blend" and/or "swap" (see above)
+    """Stage 0's settings: the sample set's size, look and fakes; validated when made (ValueError naming the
+    field). Each field's help lives in its metadata (read by `dfd sample`)."""
 
-    def validate(self) -> None:
-        """Raises ValueError naming the first field that is out of range."""
+    n_real: int = option(12, "real videos, written to <out>/real")
+    n_fake: int = option(12, "fake videos of each family in `fakes`, in <out>/fake")
+    seconds: float = option(3.0, "duration of every video")
+    fps: int = option(25, "frame rate of every video")
+    width: int = option(640, "frame width in pixels (even, as MPEG-4 needs)")
+    height: int = option(480, "frame height in pixels (even)")
+    seed: int = option(0, "random seed: same seed + config give identical decoded frames")
+    codec: str = option("mp4v", "OpenCV fourcc; pip OpenCV has no H.264 ('avc1') encoder")
+    face_height: tuple[float, float] = option((0.32, 0.45), "face box height / frame height, range over videos")
+    noise: tuple[float, float] = option((1.5, 5.0), "sensor noise std in grey levels, range over videos")
+    strength: float = option(1.0, "fake artefact strength, 0..2 (0 makes the self-blends equal to the reals)")
+    crop_px: int = option(112, "side of the face crops the detector sees (box + 30 % margin per side); the "
+                               "resampling blur is sized for it")
+    fakes: tuple[str, ...] = option(("self-blend",), f"fake families: {', '.join(METHODS)}")
+
+    def __post_init__(self):
         checks = [
             (self.n_real >= 0 and self.n_fake >= 0 and self.n_real + self.n_fake > 0,
              "n_real and n_fake must be >= 0, and at least one video is needed"),
@@ -93,7 +96,6 @@ def video_specs(config: SampleConfig) -> list[dict]:
     so adding videos or a family keeps the existing ones unchanged. Each spec holds file, label, method,
     footage and fake (the blend or swap parameters; None for real videos).
     """
-    config.validate()
     width = max(3, len(str(max(config.n_real, config.n_fake) - 1)))
     groups = [(0, "real", config.n_real)] + [(1, m, config.n_fake) for m in config.fakes]
     specs = []
@@ -245,4 +247,4 @@ def read_manifest(out: str | os.PathLike) -> tuple[SampleConfig, list[dict]]:
     cfg = dict(data["config"])
     for key in ("face_height", "noise", "fakes"):
         cfg[key] = tuple(cfg[key])
-    return SampleConfig(**cfg), data["videos"]
+    return config_from_dict(SampleConfig, cfg), data["videos"]
