@@ -8,7 +8,6 @@ whole clip at once, so every frame of a clip gets the same crop/flip/colour chan
 """
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dfdlib.clipstore import CACHE_MODES, open_store
-from dfdlib.utils import check_processed_root, frame_files, parse_label
+from dfdlib.utils import check_processed_root, frame_files, parse_label, relative_folder
 from dfdlib.video import SAMPLING, sample_indices
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -243,13 +242,10 @@ def frames_to_clip(frames_rgb: list[np.ndarray], sequence_length: int, image_siz
 
 
 def _safe_relative(name, row_desc: str) -> PurePosixPath:
-    s = "" if name is None or (isinstance(name, float) and np.isnan(name)) else str(name).strip()
-    s = s.replace("\\", "/")  # labels written on Windows
-    p = PurePosixPath(s)
-    if not s or p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", s):
-        raise ValueError(f"{row_desc}: filename {name!r} must be a folder path relative to the processed root "
-                         "(like 'real/video1'), without '..' or a leading '/'; fix the labels CSV")
-    return p
+    rel, problem = relative_folder(name)
+    if problem:
+        raise ValueError(f"{row_desc}: {problem}; fix the labels CSV")
+    return PurePosixPath(rel)
 
 
 class FaceSequenceDataset(Dataset):

@@ -246,6 +246,23 @@ def cell(v) -> str:
     return str(v).strip()
 
 
+def relative_folder(raw) -> tuple[str, str | None]:
+    """A labels filename cell → (the folder relative to the processed root, forward slashes, no '.' parts;
+    what is wrong with it, or None): empty, absolute (/x, C:, ~) or leading outside the root ('..'). The
+    one path rule of the labels CSV and the datasets that read a labels table."""
+    s = cell(raw).replace("\\", "/")  # labels written on Windows
+    if not s:
+        return s, "empty filename: give the processed folder relative to the processed root, e.g. real/video1"
+    if s.startswith("/") or re.match(r"[A-Za-z]:", s) or s == "~" or s.startswith("~/"):
+        return s, (f"absolute path {s!r}: give the folder relative to the processed root (e.g. real/video1) "
+                   "so the CSV keeps working when the data moves")
+    parts = [p for p in s.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return s, (f"{s!r} points outside the processed root ('..'): give a folder relative to the processed root "
+                   "and inside it, e.g. real/video1")
+    return "/".join(parts), None
+
+
 def parse_label(v) -> tuple[int | None, bool]:
     """A label cell → (0 real / 1 fake, or None if it is neither; whether it was given as REAL/FAKE text).
     Accepts 0/1 (also 0.0, "1.0"), real/fake in any case."""

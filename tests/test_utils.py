@@ -81,7 +81,7 @@ def test_preprocess_help_shows_every_default_and_the_exit_status(capsys):
     with pytest.raises(SystemExit):
         main(["preprocess", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "one core each) (default: 1)" in text and "(default: none = every video)" in text
+    assert "batched over their videos (default: 1)" in text and "(default: none = every video)" in text
     assert "Exit status: 0 when every video was done" in text and "even with --no-progress" in text
 
 

@@ -10,7 +10,6 @@ sources.py, the `dfd labels` command in cli.py; this module imports only labels_
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +34,7 @@ from dfdlib.utils import (
     frame_number,
     not_found,
     parse_label,
+    relative_folder,
     split_face,
     write_csv,
 )
@@ -149,20 +149,6 @@ def _as_frame(labels) -> tuple[pd.DataFrame, list[int], str]:
     return df, lines, str(labels)
 
 
-def _norm_filename(raw) -> tuple[str, str | None]:
-    """(normalised filename with forward slashes, problem text or None)."""
-    s = cell(raw).replace("\\", "/")
-    if not s:
-        return s, "empty filename: give the processed folder relative to the processed root, e.g. real/video1"
-    if s.startswith("/") or re.match(r"[A-Za-z]:", s) or s == "~" or s.startswith("~/"):
-        return s, (f"absolute path {s!r}: give the folder relative to the processed root (e.g. real/video1) "
-                   "so the CSV keeps working when the data moves")
-    parts = [p for p in s.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        return s, f"{s!r} points outside the processed root ('..'): give a folder inside it, e.g. real/video1"
-    return "/".join(parts), None
-
-
 # ---------------------------------------------------------------- validate
 
 
@@ -205,7 +191,7 @@ def validate_labels(labels, processed_root, sequence_length: int | None = None, 
         warn(f"{source}: {text_rows} label(s) given as REAL/FAKE text were read as REAL=0, FAKE=1")
     names, seen = [], {}
     for ln, raw in zip(lines, df["filename"], strict=True):
-        name, bad = _norm_filename(raw)
+        name, bad = relative_folder(raw)
         names.append(name)
         if bad:
             problems.append((ln, bad))
