@@ -152,13 +152,13 @@ def detection_check(frames, originals: list[tuple[Path, dict]], detector, fx: fl
     return checks, overlaps, ""
 
 
-def extract_with_boxes(video_path, originals: list[tuple[Path, dict]], config: PreprocessConfig, detector,
+def extract_with_boxes(video_path, originals: list[tuple[Path, dict]], config: PreprocessConfig, detector=None,
                        threads=None, source: str = "") -> tuple[FaceResult | None, str]:
     """Cut a fake with its original's boxes (`originals`: original_manifests), after the check.
 
     Takes the fake's path, the original's sample folders and manifests, the PreprocessConfig (crop size,
-    margin, style), a FaceDetector for the fallback check, the decoder's threads and the original's name for
-    faces.json. Returns (FaceResult, "") when the boxes were reused, else (None, why not) and the caller
+    margin, style), a FaceDetector for the fallback check (None: the process-wide one, built only if that check
+    runs), the decoder's and detector's threads and the original's name for faces.json. Returns (FaceResult, "") when the boxes were reused, else (None, why not) and the caller
     detects as usual.
     """
     t0 = time.perf_counter()
@@ -184,6 +184,7 @@ def extract_with_boxes(video_path, originals: list[tuple[Path, dict]], config: P
         checks, how = [], {"check": "background", "agreement_median": round(float(np.median(seen)), 3),
                            "agreement_min": round(min(seen), 3)}
     else:
+        detector = detector or default_detector(config.detector, threads)
         checks, overlaps, why = detection_check(frames, originals, detector, fx, fy)
         if why:
             return None, why
@@ -206,13 +207,12 @@ def extract_with_boxes(video_path, originals: list[tuple[Path, dict]], config: P
 
 def reuse_or_none(video_path, original_dir, config: PreprocessConfig, detector=None, threads=None,
                   source: str = "") -> FaceResult | None:
-    """extract_with_boxes from the processed original in `original_dir` (the process-wide detector if None),
-    or None when the original has no usable manifest or the check fails."""
+    """extract_with_boxes from the processed original in `original_dir`, or None when the original has no usable
+    manifest or the check fails."""
     originals = original_manifests(original_dir)
     if not originals:
         return None
-    return extract_with_boxes(video_path, originals, config, detector or default_detector(config.detector), threads,
-                              source)[0]
+    return extract_with_boxes(video_path, originals, config, detector, threads, source)[0]
 
 
 def link_originals(tasks: list) -> None:

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from dfdlib.datasets.layouts import find_samples, layout_report, samples_frame
 from dfdlib.preprocess.batching import shared_batching
 from dfdlib.preprocess.config import PreprocessConfig
-from dfdlib.preprocess.faces import default_detector, extract_faces
+from dfdlib.preprocess.detector import default_detector, detector_backend
+from dfdlib.preprocess.faces import extract_faces
 from dfdlib.preprocess.on_ray import run_on_ray
 from dfdlib.preprocess.report import ERRORS_LOG, REPORT_COLUMNS, print_summary, sort_report, write_errors
 from dfdlib.preprocess.reuse import link_originals, reuse_or_none
@@ -164,11 +165,12 @@ def process_video(task: VideoTask, out: str, cfg_dict: dict, overwrite: bool = F
     try:
         if dest.is_dir() and not overwrite:
             return _done_row(task, dest, cfg)
-        # A fake whose original is done takes its boxes once checked (reuse.py), else faces are detected.
-        detector = default_detector(cfg.detector, threads=_WORKER.get("threads"))
-        res = (reuse_or_none(task.path, Path(out) / task.original_dir, cfg, detector, _WORKER.get("threads"),
-                             task.original_dir) if cfg.reuse_boxes and task.original_dir
-               else None) or extract_faces(task.path, cfg, detector=detector, threads=_WORKER.get("threads"))
+        # A fake whose original is done takes its boxes once checked (reuse.py), else faces are detected; the
+        # detector is built only when one runs (a fake that passes the background check needs none).
+        threads = _WORKER.get("threads")
+        res = (reuse_or_none(task.path, Path(out) / task.original_dir, cfg, threads=threads, source=task.original_dir)
+               if cfg.reuse_boxes and task.original_dir else None) \
+            or extract_faces(task.path, cfg, detector=default_detector(cfg.detector, threads), threads=threads)
         if res.status != "ok":
             reason = res.reason
             if overwrite and dest.is_dir():  # the redo failed: the old crops no longer match the settings
@@ -272,8 +274,13 @@ def run_threads(tasks: list, fn, workers: int, on_row=None, backend: str = "auto
 
 
 def detects_on_gpu(cfg: PreprocessConfig) -> bool:
-    """Whether this run's face detector runs on a CUDA GPU (then workers are threads sharing it)."""
-    return str(getattr(default_detector(cfg.detector), "device", "")).startswith("cuda")
+    """Whether this run's face detector runs on a CUDA GPU (then workers are threads sharing it), decided as
+    FaceDetector decides it, without building one in this process (the workers build their own)."""
+    if detector_backend(cfg.detector) != "torch":
+        return False
+    from dfdlib.preprocess.mtcnn_torch import torch_device
+
+    return torch_device("auto").startswith("cuda")
 
 
 def _pool_pass(tasks, order: list[int], fn, workers: int, record, initializer) -> bool:
