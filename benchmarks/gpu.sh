@@ -127,6 +127,13 @@ Path(sys.argv[1]).write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
 
+section() {  # section N TITLE STEP FIRST_LINE: the step's table from line FIRST_LINE on, else its log's tail
+    echo
+    echo "## $1. $2"
+    echo
+    if [ -s "$WORK/$3.md" ]; then tail -n +"$4" "$WORK/$3.md"; else echo '```'; tail -n 20 "$WORK/$3.log"; echo '```'; fi
+}
+
 {
     echo "# GPU checks and benchmarks (benchmarks/gpu.sh)"
     echo
@@ -142,22 +149,11 @@ EOF
     echo '```'
     tail -n 15 "$WORK/tests.log"
     echo '```'
-    echo
-    echo "## 2. Training throughput on CUDA vs the original notebook loop (goal >= 3x)"
-    echo
-    if [ -s "$WORK/train.md" ]; then sed '1,2d' "$WORK/train.md"; else echo '```'; tail -n 20 "$WORK/train.log"; echo '```'; fi
-    echo
-    echo "## 3. Prediction latency, CUDA vs CPU (one 10 s 640x480 video, 20 frames, ResNeXt50-LSTM)"
-    echo
-    if [ -s "$WORK/predict.md" ]; then cat "$WORK/predict.md"; else echo '```'; tail -n 20 "$WORK/predict.log"; echo '```'; fi
-    echo
-    echo "## 4. Face detection, torch MTCNN on CUDA vs the CPU (same boxes; TF-CPU figures: benchmarks/RESULTS.md)"
-    echo
-    if [ -s "$WORK/detectors.md" ]; then sed '1,2d' "$WORK/detectors.md"; else echo '```'; tail -n 20 "$WORK/detectors.log"; echo '```'; fi
-    echo
-    echo "## 5. A dataset's face stage on CUDA: 1 worker vs 8 threads batched over videos"
-    echo
-    if [ -s "$WORK/dataset.md" ]; then cat "$WORK/dataset.md"; else echo '```'; tail -n 20 "$WORK/dataset.log"; echo '```'; fi
+    section 2 "Training throughput on CUDA vs the original notebook loop (goal >= 3x)" train 3
+    section 3 "Prediction latency, CUDA vs CPU (one 10 s 640x480 video, 20 frames, ResNeXt50-LSTM)" predict 1
+    section 4 "Face detection, torch MTCNN on CUDA vs the CPU (same boxes; TF-CPU figures: benchmarks/RESULTS.md)" \
+        detectors 3
+    section 5 "A dataset's face stage on CUDA: 1 worker vs 8 threads batched over videos" dataset 1
 } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 echo "wrote $OUT (status $status)"
 exit $status
